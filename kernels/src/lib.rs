@@ -1,0 +1,15 @@
+//! ISA-specific microkernels behind mlak's runtime dispatch.
+//!
+//! Each kernel family writes its algorithm once as an `#[inline(always)]`
+//! body generic over [`simd::SimdF32`] and expands it into thin
+//! `#[target_feature]` entry points per instruction set, named
+//! `{dtype}_{operation}_{isa}` (with the register tile for GEMM). The entry
+//! points are `unsafe`: the caller, mlak's dispatch layer, guarantees that the
+//! CPU runs the instruction set and that the pointer contract on each
+//! function holds. Nothing here allocates, validates or threads.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod simd;
+pub mod softmax;

@@ -1,0 +1,194 @@
+//! AVX2 + FMA implementation: 8 f32 lanes in a `__m256`.
+
+use super::{SimdF32, MAX_LANES};
+use core::arch::x86_64::*;
+
+/// Token proving that the CPU runs AVX2, FMA and F16C.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2(());
+
+impl Avx2 {
+    /// Creates the token.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX2, FMA and F16C.
+    #[inline(always)]
+    pub unsafe fn new_unchecked() -> Self {
+        Avx2(())
+    }
+
+    /// Returns the token if the running CPU supports AVX2, FMA and F16C.
+    pub fn detect() -> Option<Self> {
+        let ok = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c");
+        // SAFETY: the features were detected just above.
+        ok.then(|| unsafe { Self::new_unchecked() })
+    }
+}
+
+#[inline(always)]
+fn tail_mask(n: usize) -> __m256i {
+    // SAFETY: the token's existence proves AVX2; these are register-only ops.
+    unsafe {
+        let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), idx)
+    }
+}
+
+// SAFETY: a token exists only on CPUs with AVX2/FMA/F16C, so every intrinsic
+// below is supported. Pointer methods forward the caller's contract.
+unsafe impl SimdF32 for Avx2 {
+    type V = __m256;
+    type M = __m256;
+    const LANES: usize = 8;
+    const NAME: &'static str = "avx2";
+
+    #[inline(always)]
+    fn splat(self, x: f32) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(self, p: *const f32) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable f32 at `p`.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, v: __m256) {
+        // SAFETY: the caller guarantees 8 writable f32 at `p`.
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load_tail(self, p: *const f32, n: usize, fill: f32) -> __m256 {
+        debug_assert!(n < 8);
+        // SAFETY: masked-off lanes of vmaskmovps are not accessed and do not
+        // fault; the first n lanes are readable by the caller's contract.
+        unsafe {
+            let m = tail_mask(n);
+            let v = _mm256_maskload_ps(p, m);
+            _mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_castsi256_ps(m))
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_tail(self, p: *mut f32, n: usize, v: __m256) {
+        debug_assert!(n < 8);
+        // SAFETY: only the first n lanes are written, which the caller
+        // guarantees to be writable.
+        unsafe { _mm256_maskstore_ps(p, tail_mask(n), v) }
+    }
+    #[inline(always)]
+    fn add(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sub(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mul(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn fma(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+        // SAFETY: FMA is part of the token's contract.
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    fn max(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_max_ps(a, b) }
+    }
+    #[inline(always)]
+    fn min(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_min_ps(a, b) }
+    }
+    #[inline(always)]
+    fn round(self, a: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    }
+    #[inline(always)]
+    fn pow2i(self, n: __m256) -> __m256 {
+        // SAFETY: AVX2 is part of the token's contract.
+        unsafe {
+            let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
+        }
+    }
+    #[inline(always)]
+    fn lt(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_cmp_ps::<_CMP_LT_OQ>(a, b) }
+    }
+    #[inline(always)]
+    fn gt(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_cmp_ps::<_CMP_GT_OQ>(a, b) }
+    }
+    #[inline(always)]
+    fn is_nan(self, a: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_cmp_ps::<_CMP_UNORD_Q>(a, a) }
+    }
+    #[inline(always)]
+    fn mask_or(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_or_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mask_none(self) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    fn mask_any(self, m: __m256) -> bool {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_movemask_ps(m) != 0 }
+    }
+    #[inline(always)]
+    fn select(self, m: __m256, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_blendv_ps(b, a, m) }
+    }
+    #[inline(always)]
+    fn reduce_add(self, v: __m256) -> f32 {
+        // SAFETY: AVX is implied by the token.
+        unsafe {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+            _mm_cvtss_f32(s)
+        }
+    }
+    #[inline(always)]
+    fn reduce_max(self, v: __m256) -> f32 {
+        // SAFETY: AVX is implied by the token.
+        unsafe {
+            let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_max_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+            _mm_cvtss_f32(s)
+        }
+    }
+    #[inline(always)]
+    fn reduce_min(self, v: __m256) -> f32 {
+        // SAFETY: AVX is implied by the token.
+        unsafe {
+            let s = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_min_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_min_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+            _mm_cvtss_f32(s)
+        }
+    }
+    #[inline(always)]
+    fn to_array(self, v: __m256, out: &mut [f32; MAX_LANES]) {
+        // SAFETY: `out` has room for 16 >= 8 values.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) }
+    }
+}

@@ -1,0 +1,172 @@
+//! AVX-512 implementation: 16 f32 lanes in a `__m512`, with `__mmask16`
+//! lane masks.
+
+use super::{SimdF32, MAX_LANES};
+use core::arch::x86_64::*;
+
+/// Token proving that the CPU runs AVX-512 F, BW, DQ and VL, plus the AVX2,
+/// FMA and F16C that every such CPU has.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512(());
+
+impl Avx512 {
+    /// Creates the token.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX-512 F, BW, DQ, VL and AVX2, FMA, F16C.
+    #[inline(always)]
+    pub unsafe fn new_unchecked() -> Self {
+        Avx512(())
+    }
+
+    /// Returns the token if the running CPU supports the required features.
+    pub fn detect() -> Option<Self> {
+        let ok = super::avx2::Avx2::detect().is_some()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl");
+        // SAFETY: the features were detected just above.
+        ok.then(|| unsafe { Self::new_unchecked() })
+    }
+}
+
+#[inline(always)]
+fn tail_mask(n: usize) -> __mmask16 {
+    debug_assert!(n < 16);
+    ((1u32 << n) - 1) as __mmask16
+}
+
+// SAFETY: a token exists only on CPUs with the AVX-512 subsets above, so
+// every intrinsic below is supported. Pointer methods forward the caller's
+// contract.
+unsafe impl SimdF32 for Avx512 {
+    type V = __m512;
+    type M = __mmask16;
+    const LANES: usize = 16;
+    const NAME: &'static str = "avx512";
+
+    #[inline(always)]
+    fn splat(self, x: f32) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(self, p: *const f32) -> __m512 {
+        // SAFETY: the caller guarantees 16 readable f32 at `p`.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, v: __m512) {
+        // SAFETY: the caller guarantees 16 writable f32 at `p`.
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load_tail(self, p: *const f32, n: usize, fill: f32) -> __m512 {
+        // SAFETY: masked-off lanes are not accessed and do not fault; the
+        // first n lanes are readable by the caller's contract.
+        unsafe { _mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail_mask(n), p) }
+    }
+    #[inline(always)]
+    unsafe fn store_tail(self, p: *mut f32, n: usize, v: __m512) {
+        // SAFETY: only the first n lanes are written, which the caller
+        // guarantees to be writable.
+        unsafe { _mm512_mask_storeu_ps(p, tail_mask(n), v) }
+    }
+    #[inline(always)]
+    fn add(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sub(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mul(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn fma(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    fn max(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_max_ps(a, b) }
+    }
+    #[inline(always)]
+    fn min(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_min_ps(a, b) }
+    }
+    #[inline(always)]
+    fn round(self, a: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    }
+    #[inline(always)]
+    fn pow2i(self, n: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe {
+            let e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
+        }
+    }
+    #[inline(always)]
+    fn lt(self, a: __m512, b: __m512) -> __mmask16 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b) }
+    }
+    #[inline(always)]
+    fn gt(self, a: __m512, b: __m512) -> __mmask16 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b) }
+    }
+    #[inline(always)]
+    fn is_nan(self, a: __m512) -> __mmask16 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a) }
+    }
+    #[inline(always)]
+    fn mask_or(self, a: __mmask16, b: __mmask16) -> __mmask16 {
+        a | b
+    }
+    #[inline(always)]
+    fn mask_none(self) -> __mmask16 {
+        0
+    }
+    #[inline(always)]
+    fn mask_any(self, m: __mmask16) -> bool {
+        m != 0
+    }
+    #[inline(always)]
+    fn select(self, m: __mmask16, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_mask_blend_ps(m, b, a) }
+    }
+    #[inline(always)]
+    fn reduce_add(self, v: __m512) -> f32 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_reduce_add_ps(v) }
+    }
+    #[inline(always)]
+    fn reduce_max(self, v: __m512) -> f32 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_reduce_max_ps(v) }
+    }
+    #[inline(always)]
+    fn reduce_min(self, v: __m512) -> f32 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_reduce_min_ps(v) }
+    }
+    #[inline(always)]
+    fn to_array(self, v: __m512, out: &mut [f32; MAX_LANES]) {
+        // SAFETY: `out` has room for 16 values.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) }
+    }
+}

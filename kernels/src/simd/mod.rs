@@ -1,0 +1,155 @@
+//! The SIMD abstraction that every algorithm body is written against.
+//!
+//! An implementor is a zero-sized token for one instruction set. Holding a
+//! token is the proof that the CPU runs that instruction set, which is why
+//! the constructors are `unsafe`. The methods are `#[inline(always)]` so that
+//! they dissolve into the `#[target_feature]` entry point that calls the
+//! generic body, where the intrinsics are inlined with the right features.
+//!
+//! Each method documents lane semantics only where they differ between
+//! instruction sets. NaN handling of `max` and `min` is one such case, so
+//! the algorithm bodies track NaN with `is_nan` instead of relying on it.
+
+pub mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+
+/// Maximum lane count of any implementor, for stack buffers sized at
+/// compile time.
+pub const MAX_LANES: usize = 16;
+
+/// A vector of `LANES` f32 values and the operations the kernels need.
+///
+/// # Safety
+///
+/// Implementors guarantee that every method is sound to call once a token
+/// exists, given the pointer contracts stated on the method.
+pub unsafe trait SimdF32: Copy {
+    /// A vector of `LANES` f32 lanes.
+    type V: Copy;
+    /// A per-lane boolean mask as produced by the comparisons.
+    type M: Copy;
+    /// Number of f32 lanes in `V`.
+    const LANES: usize;
+    /// Instruction set name as used by `MLAK_ISA`.
+    const NAME: &'static str;
+
+    fn splat(self, x: f32) -> Self::V;
+
+    /// Loads `LANES` values from `p`, which needs no alignment.
+    ///
+    /// # Safety
+    ///
+    /// `p .. p + LANES` must be readable.
+    unsafe fn load(self, p: *const f32) -> Self::V;
+
+    /// Stores `LANES` values to `p`, which needs no alignment.
+    ///
+    /// # Safety
+    ///
+    /// `p .. p + LANES` must be writable.
+    unsafe fn store(self, p: *mut f32, v: Self::V);
+
+    /// Loads the first `n < LANES` values from `p` and fills the other lanes
+    /// with `fill`. Never touches memory past `p + n`.
+    ///
+    /// # Safety
+    ///
+    /// `p .. p + n` must be readable.
+    unsafe fn load_tail(self, p: *const f32, n: usize, fill: f32) -> Self::V;
+
+    /// Stores the first `n < LANES` lanes of `v` to `p`. Never touches memory
+    /// past `p + n`.
+    ///
+    /// # Safety
+    ///
+    /// `p .. p + n` must be writable.
+    unsafe fn store_tail(self, p: *mut f32, n: usize, v: Self::V);
+
+    fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    fn sub(self, a: Self::V, b: Self::V) -> Self::V;
+    fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Fused `a * b + c` with one rounding.
+    fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// Lane-wise maximum. The result for a NaN lane is unspecified.
+    fn max(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise minimum. The result for a NaN lane is unspecified.
+    fn min(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Rounds to the nearest integer, ties to even.
+    fn round(self, a: Self::V) -> Self::V;
+    /// Returns 2^n for integral `n` in [-126, 127].
+    fn pow2i(self, n: Self::V) -> Self::V;
+
+    fn lt(self, a: Self::V, b: Self::V) -> Self::M;
+    fn gt(self, a: Self::V, b: Self::V) -> Self::M;
+    fn is_nan(self, a: Self::V) -> Self::M;
+    fn mask_or(self, a: Self::M, b: Self::M) -> Self::M;
+    fn mask_none(self) -> Self::M;
+    fn mask_any(self, m: Self::M) -> bool;
+    /// Lane-wise `if m { a } else { b }`.
+    fn select(self, m: Self::M, a: Self::V, b: Self::V) -> Self::V;
+
+    fn reduce_add(self, v: Self::V) -> f32;
+    /// Horizontal maximum. Unspecified if a lane is NaN.
+    fn reduce_max(self, v: Self::V) -> f32;
+    /// Horizontal minimum. Unspecified if a lane is NaN.
+    fn reduce_min(self, v: Self::V) -> f32;
+    /// Copies the lanes into the first `LANES` entries of `out`.
+    fn to_array(self, v: Self::V, out: &mut [f32; MAX_LANES]);
+}
+
+/// Upper clamp of [`exp`]: above it the result is +inf. 127.5·ln 2 rounded
+/// down, so that the scale exponent stays at most 127.
+pub const EXP_HI: f32 = 88.376_26;
+/// Lower clamp of [`exp`]: below it the result is 0. It is ln(2^-126), the
+/// smallest normal f32 result.
+pub const EXP_LO: f32 = -87.336_55;
+/// Maximum error of [`exp`] on `[EXP_LO, EXP_HI]`, in units in the last
+/// place of the correctly rounded f32 result, as measured by the exhaustive
+/// test in this crate on every f32 in that range.
+pub const EXP_MAX_ULP: u32 = 2;
+
+/// Computes e^x lane-wise.
+///
+/// Method: x = n·ln 2 + r with n = round(x·log2 e) and |r| ≤ ln 2 / 2, the
+/// reduction in two FMA steps with ln 2 split into a high and low part, and
+/// e^r from a degree-7 polynomial whose coefficients are the minimax fit of
+/// the Cephes library's `expf`. The result is exact to [`EXP_MAX_ULP`] on
+/// `[EXP_LO, EXP_HI]`.
+///
+/// Outside that range: x < `EXP_LO` (including -inf) gives 0, although the
+/// exact value is a subnormal down to x = -103.97. x > `EXP_HI` (including
+/// +inf) gives +inf, although the exact value is finite up to x = 88.72.
+/// NaN gives NaN.
+#[inline(always)]
+pub fn exp<S: SimdF32>(s: S, x: S::V) -> S::V {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 = LN2_HI + LN2_LO, with LN2_HI holding few enough mantissa bits
+    // that n * LN2_HI is exact for |n| <= 128.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+
+    let xc = s.min(s.max(x, s.splat(EXP_LO)), s.splat(EXP_HI));
+    let n = s.round(s.mul(xc, s.splat(LOG2E)));
+    let r = s.fma(n, s.splat(-LN2_HI), xc);
+    let r = s.fma(n, s.splat(-LN2_LO), r);
+
+    let mut p = s.splat(1.987_569_1e-4);
+    p = s.fma(p, r, s.splat(1.398_199_9e-3));
+    p = s.fma(p, r, s.splat(8.333_452e-3));
+    p = s.fma(p, r, s.splat(4.166_579_6e-2));
+    p = s.fma(p, r, s.splat(1.666_666_5e-1));
+    p = s.fma(p, r, s.splat(5.000_000_1e-1));
+    let r2 = s.mul(r, r);
+    let y = s.add(s.fma(p, r2, r), s.splat(1.0));
+    let y = s.mul(y, s.pow2i(n));
+
+    let y = s.select(s.lt(x, s.splat(EXP_LO)), s.splat(0.0), y);
+    let y = s.select(s.gt(x, s.splat(EXP_HI)), s.splat(f32::INFINITY), y);
+    s.select(s.is_nan(x), x, y)
+}

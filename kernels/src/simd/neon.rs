@@ -1,0 +1,173 @@
+//! NEON implementation: 4 f32 lanes in a `float32x4_t`.
+
+use super::{SimdF32, MAX_LANES};
+use core::arch::aarch64::*;
+
+/// Token proving that the CPU runs NEON (Advanced SIMD), which every
+/// AArch64 CPU that Linux supports has.
+#[derive(Clone, Copy, Debug)]
+pub struct Neon(());
+
+impl Neon {
+    /// Creates the token.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support NEON.
+    #[inline(always)]
+    pub unsafe fn new_unchecked() -> Self {
+        Neon(())
+    }
+
+    /// Returns the token if the running CPU supports NEON.
+    pub fn detect() -> Option<Self> {
+        let ok = std::arch::is_aarch64_feature_detected!("neon");
+        // SAFETY: the feature was detected just above.
+        ok.then(|| unsafe { Self::new_unchecked() })
+    }
+}
+
+// SAFETY: a token exists only on CPUs with NEON, so every intrinsic below is
+// supported. Pointer methods forward the caller's contract.
+unsafe impl SimdF32 for Neon {
+    type V = float32x4_t;
+    type M = uint32x4_t;
+    const LANES: usize = 4;
+    const NAME: &'static str = "neon";
+
+    #[inline(always)]
+    fn splat(self, x: f32) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vdupq_n_f32(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(self, p: *const f32) -> float32x4_t {
+        // SAFETY: the caller guarantees 4 readable f32 at `p`.
+        unsafe { vld1q_f32(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, v: float32x4_t) {
+        // SAFETY: the caller guarantees 4 writable f32 at `p`.
+        unsafe { vst1q_f32(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load_tail(self, p: *const f32, n: usize, fill: f32) -> float32x4_t {
+        debug_assert!(n < 4);
+        let mut buf = [fill; 4];
+        // SAFETY: the caller guarantees n readable f32 at `p`; `buf` holds 4.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
+            vld1q_f32(buf.as_ptr())
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_tail(self, p: *mut f32, n: usize, v: float32x4_t) {
+        debug_assert!(n < 4);
+        let mut buf = [0.0f32; 4];
+        // SAFETY: `buf` holds 4 values; the caller guarantees n writable f32
+        // at `p`.
+        unsafe {
+            vst1q_f32(buf.as_mut_ptr(), v);
+            core::ptr::copy_nonoverlapping(buf.as_ptr(), p, n);
+        }
+    }
+    #[inline(always)]
+    fn add(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vaddq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn sub(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vsubq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn mul(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vmulq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn fma(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token. vfmaq_f32(c, a, b) = c + a*b.
+        unsafe { vfmaq_f32(c, a, b) }
+    }
+    #[inline(always)]
+    fn max(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vmaxq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn min(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vminq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn round(self, a: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vrndnq_f32(a) }
+    }
+    #[inline(always)]
+    fn pow2i(self, n: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe {
+            let e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
+            vreinterpretq_f32_s32(vshlq_n_s32::<23>(e))
+        }
+    }
+    #[inline(always)]
+    fn lt(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vcltq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn gt(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vcgtq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn is_nan(self, a: float32x4_t) -> uint32x4_t {
+        // SAFETY: NEON is implied by the token. A lane equals itself unless
+        // it is NaN.
+        unsafe { vmvnq_u32(vceqq_f32(a, a)) }
+    }
+    #[inline(always)]
+    fn mask_or(self, a: uint32x4_t, b: uint32x4_t) -> uint32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vorrq_u32(a, b) }
+    }
+    #[inline(always)]
+    fn mask_none(self) -> uint32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vdupq_n_u32(0) }
+    }
+    #[inline(always)]
+    fn mask_any(self, m: uint32x4_t) -> bool {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vmaxvq_u32(m) != 0 }
+    }
+    #[inline(always)]
+    fn select(self, m: uint32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vbslq_f32(m, a, b) }
+    }
+    #[inline(always)]
+    fn reduce_add(self, v: float32x4_t) -> f32 {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vaddvq_f32(v) }
+    }
+    #[inline(always)]
+    fn reduce_max(self, v: float32x4_t) -> f32 {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vmaxvq_f32(v) }
+    }
+    #[inline(always)]
+    fn reduce_min(self, v: float32x4_t) -> f32 {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vminvq_f32(v) }
+    }
+    #[inline(always)]
+    fn to_array(self, v: float32x4_t, out: &mut [f32; MAX_LANES]) {
+        // SAFETY: `out` has room for 16 >= 4 values.
+        unsafe { vst1q_f32(out.as_mut_ptr(), v) }
+    }
+}

@@ -1,0 +1,59 @@
+//! The C ABI. Every export catches panics, validates its arguments before
+//! writing anything, and reports failures as a [`Status`] plus a
+//! thread-local message read with `mlak_last_error`.
+
+mod core;
+mod softmax;
+
+pub use self::core::*;
+pub use self::softmax::*;
+
+use crate::error::{set_last_error, Result, Status};
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
+
+thread_local! {
+    static IN_EXPORT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs, once, a panic hook that stays silent for panics raised inside
+/// a C export or a mlak worker thread (they become `MLAK_STATUS_INTERNAL`)
+/// and defers to the
+/// previous hook for every other panic.
+fn install_quiet_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_EXPORT.with(Cell::get) && !crate::threads::in_worker() {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs the body of a C export: catches panics, records the error message
+/// and maps the result to a status.
+pub(crate) fn guard(body: impl FnOnce() -> Result<()>) -> Status {
+    install_quiet_hook();
+    let was_inside = IN_EXPORT.with(|c| c.replace(true));
+    let outcome = catch_unwind(AssertUnwindSafe(body));
+    IN_EXPORT.with(|c| c.set(was_inside));
+    match outcome {
+        Ok(Ok(())) => Status::Ok,
+        Ok(Err(e)) => {
+            set_last_error(e.message());
+            e.status()
+        }
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            set_last_error(&format!("internal error: a panic was caught at the C boundary: {what}"));
+            Status::Internal
+        }
+    }
+}

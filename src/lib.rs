@@ -1,0 +1,28 @@
+//! mlak: SIMD CPU kernels for the building blocks of transformer models,
+//! with runtime instruction-set dispatch, a C ABI and a safe Rust API.
+//!
+//! Every kernel has a scalar path and AVX2, AVX-512 or NEON microkernels
+//! (in the `mlak-kernels` crate), selected once per process from the CPU's
+//! features and capped by `MLAK_ISA` or [`set_isa`]. The f64 references in
+//! [`reference`] define what each kernel computes and back the test suites.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod dispatch;
+mod error;
+pub mod ffi;
+mod kernels_table;
+pub mod reference;
+mod softmax;
+mod threads;
+mod validate;
+
+pub use dispatch::{
+    active_isa, best_isa, cpu_features, feature, isa_supported, last_dispatched_isa, set_isa, with_isa, Isa,
+};
+pub use error::{Error, Result, Status};
+pub use softmax::{
+    confidence, early_exit, exp, log_softmax, softmax, softmax_in_place, Confidence, ExitThresholds,
+};
+pub use threads::{num_threads, set_num_threads};
