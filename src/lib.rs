@@ -11,6 +11,8 @@
 
 mod dispatch;
 mod error;
+#[allow(dead_code)]
+mod gemm;
 pub mod ffi;
 mod kernels_table;
 pub mod reference;
