@@ -10,6 +10,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod dispatch;
+mod dtype;
 mod error;
 #[allow(dead_code)]
 mod gemm;
@@ -23,6 +24,7 @@ mod validate;
 pub use dispatch::{
     active_isa, best_isa, cpu_features, feature, isa_supported, last_dispatched_isa, set_isa, with_isa, Isa,
 };
+pub use dtype::Dtype;
 pub use error::{Error, Result, Status};
 pub use softmax::{
     confidence, early_exit, exp, log_softmax, softmax, softmax_in_place, Confidence, ExitThresholds,

@@ -76,11 +76,11 @@ pub extern "C" fn mlak_get_isa(out: *mut Isa) -> Status {
 
 fn isa_arg(isa: u32) -> Result<Isa, Error> {
     Isa::from_code(isa).ok_or_else(|| {
-        Error::new(Status::UnsupportedIsa, format!("isa = {isa} is not a mlak_isa_t value; valid values are 0 to 3"))
+        Error::new(Status::UnsupportedIsa, format!("isa = {isa} is not a mlak_isa value; valid values are 0 to 3"))
     })
 }
 
-/// Caps dispatch for the whole process at `isa` (a `mlak_isa_t` value),
+/// Caps dispatch for the whole process at `isa` (a `mlak_isa` value),
 /// overriding `MLAK_ISA`. Fails with `MLAK_STATUS_UNSUPPORTED_ISA` when the
 /// value is unknown or the CPU lacks the level; dispatch is then unchanged.
 #[no_mangle]
@@ -114,14 +114,14 @@ pub extern "C" fn mlak_best_isa() -> Isa {
     dispatch::best_isa()
 }
 
-/// Returns whether this CPU runs the level `isa` (a `mlak_isa_t` value);
+/// Returns whether this CPU runs the level `isa` (a `mlak_isa` value);
 /// false for unknown values.
 #[no_mangle]
 pub extern "C" fn mlak_isa_supported(isa: u32) -> bool {
     Isa::from_code(isa).is_some_and(dispatch::isa_supported)
 }
 
-/// Returns the static name of a `mlak_isa_t` value, or "unknown".
+/// Returns the static name of a `mlak_isa` value, or "unknown".
 #[no_mangle]
 pub extern "C" fn mlak_isa_name(isa: u32) -> *const c_char {
     let name: &'static str = match Isa::from_code(isa) {

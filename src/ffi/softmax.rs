@@ -128,7 +128,7 @@ pub extern "C" fn mlak_confidence_f32(
 /// Decides, for each of `rows` rows of logits, whether the model is
 /// confident enough to stop: `exit[r]` is true when the row's entropy,
 /// max probability and margin all pass `thresholds` (see
-/// `mlak_exit_thresholds_t`). A row with NaN statistics never exits.
+/// `mlak_exit_thresholds`). A row with NaN statistics never exits.
 /// `stats`, if not NULL, receives the per-row statistics, and `num_exit`,
 /// if not NULL, the number of rows that exit.
 #[no_mangle]
