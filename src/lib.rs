@@ -12,7 +12,6 @@
 mod dispatch;
 mod dtype;
 mod error;
-#[allow(dead_code)]
 mod gemm;
 pub mod ffi;
 mod kernels_table;
@@ -26,6 +25,7 @@ pub use dispatch::{
 };
 pub use dtype::Dtype;
 pub use error::{Error, Result, Status};
+pub use gemm::{gemm_mixed, sgemm, sgemm_strided_safe as sgemm_strided, GemmInput, Layout, Transpose};
 pub use softmax::{
     confidence, early_exit, exp, log_softmax, softmax, softmax_in_place, Confidence, ExitThresholds,
 };

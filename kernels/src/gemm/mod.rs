@@ -1,0 +1,442 @@
+//! GEMM microkernels: the register-blocked tile update of the packed
+//! (BLIS-style) path and the unpacked kernels of the skinny path.
+//!
+//! The bodies are written once against [`SimdF32`] and instantiated per
+//! instruction set by `gemm_kernels!` in the sibling files, which fix the
+//! register tile `MR × NR` (`NR = NV · LANES`). Packing, cache blocking,
+//! threading and argument checks live in the `mlak` crate's driver.
+//!
+//! Packed layouts (all f32, no alignment required):
+//! - an A micro-panel holds `kc` columns of `MR` rows: element (i, p) of the
+//!   tile's A is at `a[p * MR + i]`;
+//! - a B micro-panel holds `kc` rows of `NR` columns: element (p, j) is at
+//!   `b[p * NR + j]`.
+//!
+//! The packer fills rows `i >= m` and columns `j >= n` of an edge tile with
+//! zeros, so the kernel always multiplies a full tile and only the store is
+//! clipped to `m × n`.
+
+use crate::simd::SimdF32;
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+pub mod scalar;
+
+/// Largest `MR · NR` of any tile, for the stack buffer of edge tiles.
+pub const MAX_TILE: usize = 16 * 32;
+
+/// Computes one `MR × NR` tile: `C = alpha · (A_panel · B_panel) + beta · C`
+/// restricted to the top-left `m × n` corner, where the panels are packed
+/// as described in the module documentation.
+///
+/// Units: `kc` counts depth steps, `rs_c` and `cs_c` are in elements (any
+/// sign). With `beta == 0` the kernel never reads C, so NaN there is
+/// overwritten. A full tile with `cs_c == 1` is updated with vector loads and
+/// stores; an edge tile (or other strides) goes through a stack buffer and
+/// touches only the `m × n` elements it owns.
+///
+/// # Safety
+///
+/// `a` addresses `kc · MR` and `b` `kc · NR` readable f32 (exactly these are
+/// read: no over-read). `1 <= m <= MR`, `1 <= n <= NR`, and every
+/// `c[i · rs_c + j · cs_c]` with `i < m`, `j < n` is writable, and readable
+/// unless `beta == 0`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(
+    s: S,
+    kc: usize,
+    alpha: f32,
+    a: *const f32,
+    b: *const f32,
+    beta: f32,
+    c: *mut f32,
+    rs_c: isize,
+    cs_c: isize,
+    m: usize,
+    n: usize,
+) {
+    let l = S::LANES;
+    let nr = NV * l;
+    debug_assert!(MR * nr <= MAX_TILE, "tile {MR}x{nr} exceeds MAX_TILE");
+    debug_assert!((1..=MR).contains(&m) && (1..=nr).contains(&n), "edge {m}x{n} outside tile {MR}x{nr}");
+    debug_assert!(kc == 0 || (!a.is_null() && !b.is_null()), "null packed panel");
+
+    let zero = s.splat(0.0);
+    let mut acc = [[zero; NV]; MR];
+    let (mut ap, mut bp) = (a, b);
+    for _ in 0..kc {
+        // SAFETY: the step reads a[0 .. MR] and b[0 .. NR] of the current
+        // depth, inside the `kc · MR` and `kc · NR` panels.
+        unsafe {
+            let mut bv = [zero; NV];
+            for (v, slot) in bv.iter_mut().enumerate() {
+                *slot = s.load(bp.add(v * l));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = s.splat(*ap.add(i));
+                for (v, lane) in row.iter_mut().enumerate() {
+                    *lane = s.fma(ai, bv[v], *lane);
+                }
+            }
+            ap = ap.add(MR);
+            bp = bp.add(nr);
+        }
+    }
+
+    let va = s.splat(alpha);
+    if m == MR && n == nr && cs_c == 1 {
+        for (i, row) in acc.iter().enumerate() {
+            // SAFETY: the tile is full and rows are contiguous, so row i
+            // covers c[i · rs_c .. i · rs_c + NR], all owned by the tile.
+            unsafe {
+                let ci = c.offset(i as isize * rs_c);
+                for (v, &x) in row.iter().enumerate() {
+                    let p = ci.add(v * l);
+                    let out = if beta == 0.0 {
+                        s.mul(va, x)
+                    } else {
+                        s.fma(va, x, s.mul(s.splat(beta), s.load(p)))
+                    };
+                    s.store(p, out);
+                }
+            }
+        }
+        return;
+    }
+
+    let mut buf = [0.0f32; MAX_TILE];
+    for (i, row) in acc.iter().enumerate() {
+        for (v, &x) in row.iter().enumerate() {
+            // SAFETY: i · nr + v · l + l <= MR · NR <= MAX_TILE.
+            unsafe { s.store(buf.as_mut_ptr().add(i * nr + v * l), x) };
+        }
+    }
+    for i in 0..m {
+        for j in 0..n {
+            let x = alpha * buf[i * nr + j];
+            // SAFETY: i < m and j < n, so the element is owned by the tile.
+            unsafe {
+                let p = c.offset(i as isize * rs_c + j as isize * cs_c);
+                *p = if beta == 0.0 { x } else { x + beta * *p };
+            }
+        }
+    }
+}
+
+/// Skinny product in "axpy" form, for B stored with contiguous rows:
+/// `C[i, j] = alpha · Σ_p A[i, p] · B[p, j] + beta · C[i, j]` for `i < m`,
+/// `j < n`, where A is packed k-major (`a[p * m + i]`), `B[p, j]` is at
+/// `b[p * rs_b + j]` and `C[i, j]` at `c[i * rs_c + j]`.
+///
+/// B is streamed once per strip of `NV · LANES` columns; the rows are
+/// covered in chunks of 16 (when `MAXR` allows, because each row holds `NV`
+/// accumulator registers), 8, 4, 2 and 1, each of which rereads the strip
+/// from cache. Partial strips use masked tail loads and stores, so nothing
+/// past column `n` is read or written. With `beta == 0`, C is never read.
+///
+/// # Safety
+///
+/// `a` addresses `k · m` readable f32; `b[p * rs_b + j]` is readable for
+/// `p < k`, `j < n`; `c[i * rs_c + j]` is writable (readable unless
+/// `beta == 0`) for `i < m`, `j < n`; C overlaps neither A nor B.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn skinny_rows<S: SimdF32, const NV: usize, const MAXR: usize>(
+    s: S,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    b: *const f32,
+    rs_b: usize,
+    beta: f32,
+    c: *mut f32,
+    rs_c: usize,
+) {
+    debug_assert!(m >= 1 && n >= 1, "empty skinny product {m}x{n}");
+    let w = NV * S::LANES;
+    let mut j = 0;
+    while j < n {
+        let cols = (n - j).min(w);
+        let mut i = 0;
+        while i < m {
+            let rows = m - i;
+            // SAFETY (each arm): rows i .. i + R of the product stay inside
+            // m because R <= rows, and columns j .. j + cols inside n.
+            unsafe {
+                let args = (s, m, i, j, cols, k, alpha, a, b, rs_b, beta, c, rs_c);
+                i += match rows {
+                    16.. if MAXR >= 16 => rows_chunk::<S, 16, NV>(args),
+                    8.. => rows_chunk::<S, 8, NV>(args),
+                    4.. => rows_chunk::<S, 4, NV>(args),
+                    2.. => rows_chunk::<S, 2, NV>(args),
+                    _ => rows_chunk::<S, 1, NV>(args),
+                };
+            }
+        }
+        j += w;
+    }
+}
+
+type RowsChunkArgs<S> = (S, usize, usize, usize, usize, usize, f32, *const f32, *const f32, usize, f32, *mut f32, usize);
+
+/// Computes rows `i0 .. i0 + R` and columns `j0 .. j0 + cols` of the
+/// skinny axpy form and returns `R`.
+///
+/// # Safety
+///
+/// As for [`skinny_rows`], with `i0 + R <= m` and `j0 + cols <= n`,
+/// `1 <= cols <= NV · LANES`.
+#[inline(always)]
+unsafe fn rows_chunk<S: SimdF32, const R: usize, const NV: usize>(args: RowsChunkArgs<S>) -> usize {
+    let (s, m, i0, j0, cols, k, alpha, a, b, rs_b, beta, c, rs_c) = args;
+    let l = S::LANES;
+    let zero = s.splat(0.0);
+    let mut acc = [[zero; NV]; R];
+    // Number of lanes to touch in vector v of the strip: l, or fewer at the
+    // right edge, or 0 past it.
+    let lanes = |v: usize| cols.saturating_sub(v * l).min(l);
+    for p in 0..k {
+        // SAFETY: row p of B is read at columns j0 .. j0 + cols only (tail
+        // loads stop at `lanes(v)`), and A at a[p · m + i0 .. + R] with
+        // i0 + R <= m.
+        unsafe {
+            let brow = b.add(p * rs_b + j0);
+            let mut bv = [zero; NV];
+            for (v, slot) in bv.iter_mut().enumerate() {
+                let nl = lanes(v);
+                *slot = if nl == l { s.load(brow.add(v * l)) } else if nl > 0 { s.load_tail(brow.add(v * l), nl, 0.0) } else { zero };
+            }
+            let ap = a.add(p * m + i0);
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = s.splat(*ap.add(i));
+                for (v, lane) in row.iter_mut().enumerate() {
+                    *lane = s.fma(ai, bv[v], *lane);
+                }
+            }
+        }
+    }
+    let va = s.splat(alpha);
+    let vb = s.splat(beta);
+    for (i, row) in acc.iter().enumerate() {
+        for (v, &x) in row.iter().enumerate() {
+            let nl = lanes(v);
+            if nl == 0 {
+                continue;
+            }
+            // SAFETY: row i0 + i < m and columns j0 + v·l .. + nl <= j0 + cols
+            // are inside C.
+            unsafe {
+                let p = c.add((i0 + i) * rs_c + j0 + v * l);
+                let out = if beta == 0.0 {
+                    s.mul(va, x)
+                } else if nl == l {
+                    s.fma(va, x, s.mul(vb, s.load(p)))
+                } else {
+                    s.fma(va, x, s.mul(vb, s.load_tail(p, nl, 0.0)))
+                };
+                if nl == l {
+                    s.store(p, out);
+                } else {
+                    s.store_tail(p, nl, out);
+                }
+            }
+        }
+    }
+    R
+}
+
+/// Skinny product in "dot" form, for B stored with contiguous columns:
+/// `C[i, j] = alpha · Σ_p A[i, p] · B[p, j] + beta · C[i, j]` for `i < m`,
+/// `j < n`, where A is packed row-major (`a[i * k + p]`), `B[p, j]` is at
+/// `b[j * cs_b + p]` and `C[i, j]` at `c[i * rs_c + j * cs_c]`.
+///
+/// Each output is a dot product over k, vectorized along k with a masked
+/// tail, in blocks of `R` rows by 4 columns. Columns are streamed once per
+/// row block. With `beta == 0`, C is never read.
+///
+/// # Safety
+///
+/// `a` addresses `m · k` readable f32; `b[j * cs_b + p]` is readable for
+/// `p < k`, `j < n`; `c[i * rs_c + j * cs_c]` is writable (readable unless
+/// `beta == 0`) for `i < m`, `j < n`; C overlaps neither A nor B.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
+    s: S,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    b: *const f32,
+    cs_b: usize,
+    beta: f32,
+    c: *mut f32,
+    rs_c: isize,
+    cs_c: isize,
+) {
+    const CJ: usize = 4;
+    debug_assert!(m >= 1 && n >= 1, "empty skinny product {m}x{n}");
+    let l = S::LANES;
+    let zero = s.splat(0.0);
+    let mut i0 = 0;
+    while i0 < m {
+        // Rows and columns past the edge alias the last valid one, so the
+        // loop body stays branch-free; their results are discarded.
+        let rows: [usize; R] = core::array::from_fn(|r| (i0 + r).min(m - 1));
+        let mut j0 = 0;
+        while j0 < n {
+            let cols: [usize; CJ] = core::array::from_fn(|q| (j0 + q).min(n - 1));
+            let mut acc = [[zero; CJ]; R];
+            let mut p = 0;
+            // SAFETY (whole block): every load reads k-range p .. p + l
+            // (p + l <= k) or the tail p .. k of a valid row of A or column
+            // of B.
+            unsafe {
+                while p + l <= k {
+                    let bv: [S::V; CJ] = core::array::from_fn(|q| s.load(b.add(cols[q] * cs_b + p)));
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = s.load(a.add(rows[r] * k + p));
+                        for (q, lane) in row.iter_mut().enumerate() {
+                            *lane = s.fma(av, bv[q], *lane);
+                        }
+                    }
+                    p += l;
+                }
+                if p < k {
+                    let t = k - p;
+                    let bv: [S::V; CJ] = core::array::from_fn(|q| s.load_tail(b.add(cols[q] * cs_b + p), t, 0.0));
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = s.load_tail(a.add(rows[r] * k + p), t, 0.0);
+                        for (q, lane) in row.iter_mut().enumerate() {
+                            *lane = s.fma(av, bv[q], *lane);
+                        }
+                    }
+                }
+            }
+            for (r, row) in acc.iter().enumerate() {
+                if i0 + r >= m {
+                    break;
+                }
+                for (q, &x) in row.iter().enumerate() {
+                    if j0 + q >= n {
+                        break;
+                    }
+                    let dot = alpha * s.reduce_add(x);
+                    // SAFETY: (i0 + r, j0 + q) is inside the m × n output.
+                    unsafe {
+                        let p = c.offset((i0 + r) as isize * rs_c + (j0 + q) as isize * cs_c);
+                        *p = if beta == 0.0 { dot } else { dot + beta * *p };
+                    }
+                }
+            }
+            j0 += CJ;
+        }
+        i0 += R;
+    }
+}
+
+/// Expands the GEMM entry points of one instruction set: the packed tile
+/// kernel `$tile` with register tile `$mr × ($nv · LANES)`, and the two
+/// skinny kernels.
+macro_rules! gemm_kernels {
+    (
+        $token:ty, [$($feature:literal),*], tile = $mr:literal x $nv:literal, skinny_rows = $max_rows:literal,
+        dot_rows = $dot_rows:literal, $tile:ident, $rows:ident, $dots:ident
+    ) => {
+        /// Register tile height (rows of A per micro-panel).
+        pub const MR: usize = $mr;
+        /// Register tile width (columns of B per micro-panel).
+        pub const NR: usize = $nv * <$token as crate::simd::SimdF32>::LANES;
+
+        /// Packed tile update; see [`tile`](crate::gemm::tile) for the
+        /// operation, the packed layouts, the edge rule and the C contract.
+        /// No alignment is required and nothing outside the panels is read.
+        ///
+        /// # Safety
+        ///
+        /// As for `tile`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $tile(
+            kc: usize,
+            alpha: f32,
+            a: *const f32,
+            b: *const f32,
+            beta: f32,
+            c: *mut f32,
+            rs_c: isize,
+            cs_c: isize,
+            m: usize,
+            n: usize,
+        ) {
+            // SAFETY: the caller guarantees the ISA and the tile contract.
+            unsafe {
+                crate::gemm::tile::<_, $mr, $nv>(<$token>::new_unchecked(), kc, alpha, a, b, beta, c, rs_c, cs_c, m, n)
+            }
+        }
+
+        /// Skinny product with row-contiguous B; see
+        /// [`skinny_rows`](crate::gemm::skinny_rows).
+        ///
+        /// # Safety
+        ///
+        /// As for `skinny_rows`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $rows(
+            m: usize,
+            n: usize,
+            k: usize,
+            alpha: f32,
+            a: *const f32,
+            b: *const f32,
+            rs_b: usize,
+            beta: f32,
+            c: *mut f32,
+            rs_c: usize,
+        ) {
+            // SAFETY: the caller guarantees the ISA and the contract.
+            unsafe {
+                crate::gemm::skinny_rows::<_, 1, $max_rows>(<$token>::new_unchecked(), m, n, k, alpha, a, b, rs_b, beta, c, rs_c)
+            }
+        }
+
+        /// Skinny product with column-contiguous B; see
+        /// [`skinny_dots`](crate::gemm::skinny_dots).
+        ///
+        /// # Safety
+        ///
+        /// As for `skinny_dots`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $dots(
+            m: usize,
+            n: usize,
+            k: usize,
+            alpha: f32,
+            a: *const f32,
+            b: *const f32,
+            cs_b: usize,
+            beta: f32,
+            c: *mut f32,
+            rs_c: isize,
+            cs_c: isize,
+        ) {
+            // SAFETY: the caller guarantees the ISA and the contract.
+            unsafe {
+                crate::gemm::skinny_dots::<_, $dot_rows>(
+                    <$token>::new_unchecked(), m, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c,
+                )
+            }
+        }
+    };
+}
+pub(crate) use gemm_kernels;

@@ -1,0 +1,15 @@
+//! Scalar entry points of the GEMM family: a 4×4 register tile on one lane,
+//! used by the `scalar` dispatch level.
+
+use crate::simd::scalar::Scalar;
+
+super::gemm_kernels!(
+    Scalar,
+    [],
+    tile = 4 x 4,
+    skinny_rows = 8,
+    dot_rows = 2,
+    f32_gemm_4x4_scalar,
+    f32_gemm_skinny_rows_scalar,
+    f32_gemm_skinny_dots_scalar
+);

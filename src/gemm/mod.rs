@@ -1,0 +1,418 @@
+//! General matrix multiply: C = α·op(A)·op(B) + β·C over strided matrices,
+//! with f32, f16 or bf16 inputs, f32 accumulation and f32 output.
+//!
+//! Two paths:
+//! - the packed path (BLIS loop order jc → pc → ic → jr → ir): B blocks of
+//!   `kc × nc` and A blocks of `mc × kc` are packed into micro-panels and
+//!   multiplied by the register-tile kernel of the dispatch level;
+//! - the skinny path for m or n in 1..=16: the small operand is copied
+//!   dense and the large one is streamed unpacked, once per column strip.
+//!
+//! Semantics shared by both: β = 0 never reads C, so NaN in C does not
+//! leak; α = 0 or k = 0 skips A·B and gives β·C; m = 0 or n = 0 touches
+//! nothing.
+
+mod api;
+mod blocking;
+mod pack;
+
+pub use api::{gemm_mixed, sgemm, sgemm_strided as sgemm_strided_safe, GemmInput, Layout, Transpose};
+pub(crate) use blocking::{blocking_for, cache_sizes};
+pub(crate) use pack::Operand;
+
+use crate::dispatch::kernels;
+use crate::dtype::Dtype;
+use crate::error::{Error, Result, Status};
+use crate::threads::{num_threads, parallel_for, SharedPtr};
+
+type TileFn = unsafe fn(usize, f32, *const f32, *const f32, f32, *mut f32, isize, isize, usize, usize);
+type SkinnyRowsFn = unsafe fn(usize, usize, usize, f32, *const f32, *const f32, usize, f32, *mut f32, usize);
+type SkinnyDotsFn =
+    unsafe fn(usize, usize, usize, f32, *const f32, *const f32, usize, f32, *mut f32, isize, isize);
+
+/// The GEMM family's entry points at one dispatch level.
+pub(crate) struct GemmKernels {
+    tile: TileFn,
+    mr: usize,
+    nr: usize,
+    skinny_rows: SkinnyRowsFn,
+    skinny_dots: SkinnyDotsFn,
+}
+
+macro_rules! gemm_table {
+    ($module:ident, $tile:ident, $rows:ident, $dots:ident) => {{
+        use mlak_kernels::gemm::$module as k;
+        GemmKernels { tile: k::$tile, mr: k::MR, nr: k::NR, skinny_rows: k::$rows, skinny_dots: k::$dots }
+    }};
+}
+
+impl GemmKernels {
+    pub(crate) const SCALAR: Self =
+        gemm_table!(scalar, f32_gemm_4x4_scalar, f32_gemm_skinny_rows_scalar, f32_gemm_skinny_dots_scalar);
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) const AVX2: Self =
+        gemm_table!(avx2, f32_gemm_6x16_avx2, f32_gemm_skinny_rows_avx2, f32_gemm_skinny_dots_avx2);
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) const AVX512: Self =
+        gemm_table!(avx512, f32_gemm_12x32_avx512, f32_gemm_skinny_rows_avx512, f32_gemm_skinny_dots_avx512);
+    #[cfg(target_arch = "aarch64")]
+    pub(crate) const NEON: Self =
+        gemm_table!(neon, f32_gemm_8x12_neon, f32_gemm_skinny_rows_neon, f32_gemm_skinny_dots_neon);
+}
+
+/// Largest small dimension that takes the skinny path.
+pub(crate) const SKINNY_MAX: usize = 16;
+
+/// Multiply-adds below which a call runs on one thread.
+///
+/// NOTE: an estimate, not a measurement on an idle machine: 2^22
+/// multiply-adds take about 40 µs at 100 GFLOP/s, a few times the cost of
+/// spawning and joining a scoped thread.
+const MIN_MACS_PER_THREAD: usize = 1 << 22;
+
+/// Computes C = α·A·B + β·C for an m×k matrix A, a k×n matrix B and an m×n
+/// matrix C, all f32. Element (i, j) of a matrix X sits at
+/// `x + i*rs_x + j*cs_x` (strides in elements, any sign). β = 0 never reads
+/// C, so NaN in C does not leak; α = 0 skips A·B; k = 0 gives β·C; m = 0 or
+/// n = 0 touches nothing.
+///
+/// # Safety
+///
+/// Every element addressed by the shapes and strides is valid (readable
+/// for A and B, readable and writable for C), and C overlaps neither A nor
+/// B nor itself (distinct (i, j) map to distinct addresses).
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    rs_a: isize,
+    cs_a: isize,
+    b: *const f32,
+    rs_b: isize,
+    cs_b: isize,
+    beta: f32,
+    c: *mut f32,
+    rs_c: isize,
+    cs_c: isize,
+) -> Result<()> {
+    let a = Operand { ptr: a.cast(), dtype: Dtype::F32, rs: rs_a, cs: cs_a };
+    let b = Operand { ptr: b.cast(), dtype: Dtype::F32, rs: rs_b, cs: cs_b };
+    // SAFETY: forwarded contract.
+    unsafe { gemm_strided(m, n, k, alpha, a, b, beta, c, rs_c, cs_c) }
+}
+
+/// Computes C = α·A·B + β·C as [`sgemm_strided`] does, with A and B each
+/// f32, f16 or bf16 as their `Operand::dtype` says. Products are formed and
+/// accumulated in f32 from the exactly widened inputs.
+///
+/// # Safety
+///
+/// As for [`sgemm_strided`], with strides counted in elements of each
+/// operand's dtype.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: Operand,
+    b: Operand,
+    beta: f32,
+    c: *mut f32,
+    rs_c: isize,
+    cs_c: isize,
+) -> Result<()> {
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let table = &kernels()?.gemm;
+    if alpha == 0.0 || k == 0 {
+        // SAFETY: C is valid by the caller's contract.
+        unsafe { scale_c(m, n, beta, c, rs_c, cs_c) };
+        return Ok(());
+    }
+
+    // The kernels store rows of C with vector stores, so a column-major C
+    // is handled as the transposed product Cᵀ = Bᵀ·Aᵀ, which is row-major.
+    let problem = if cs_c != 1 && rs_c == 1 {
+        Problem { m: n, n: m, k, alpha, a: b.t(), b: a.t(), beta, c: SharedPtr(c), rs_c: cs_c, cs_c: rs_c }
+    } else {
+        Problem { m, n, k, alpha, a, b, beta, c: SharedPtr(c), rs_c, cs_c }
+    };
+    let threads = num_threads()?;
+    // SAFETY: forwarded contract.
+    unsafe {
+        if let Some(done) = skinny(table, &problem, threads)? {
+            return Ok(done);
+        }
+        packed(table, &problem, threads)
+    }
+}
+
+/// One validated product, as the paths see it.
+#[derive(Clone, Copy)]
+struct Problem {
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: Operand,
+    b: Operand,
+    beta: f32,
+    c: SharedPtr<f32>,
+    rs_c: isize,
+    cs_c: isize,
+}
+
+impl Problem {
+    /// The transposed product Cᵀ = Bᵀ·Aᵀ.
+    fn t(self) -> Problem {
+        Problem { m: self.n, n: self.m, a: self.b.t(), b: self.a.t(), rs_c: self.cs_c, cs_c: self.rs_c, ..self }
+    }
+
+    /// Returns the number of threads worth using for this product.
+    fn threads(&self, available: usize) -> usize {
+        let macs = self.m.saturating_mul(self.n).saturating_mul(self.k);
+        (macs / MIN_MACS_PER_THREAD).clamp(1, available.max(1))
+    }
+}
+
+/// Sets C = β·C, writing zeros without reading C when β = 0.
+///
+/// # Safety
+///
+/// Every element of the m×n matrix C is writable, and readable unless β = 0.
+unsafe fn scale_c(m: usize, n: usize, beta: f32, c: *mut f32, rs_c: isize, cs_c: isize) {
+    if beta == 1.0 {
+        return;
+    }
+    for i in 0..m {
+        for j in 0..n {
+            // SAFETY: (i, j) is inside C by the caller's contract.
+            unsafe {
+                let p = c.offset(i as isize * rs_c + j as isize * cs_c);
+                *p = if beta == 0.0 { 0.0 } else { beta * *p };
+            }
+        }
+    }
+}
+
+/// Allocates a zeroed f32 workspace, reporting failure as a status.
+fn workspace(len: usize) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        Error::new(Status::AllocationFailed, format!("a GEMM workspace of {len} floats does not fit in memory"))
+    })?;
+    v.resize(len, 0.0);
+    Ok(v)
+}
+
+/// Runs the skinny path when the product qualifies, returning `Some(())`
+/// when it did: m (or n, through the transposed product) is at most
+/// [`SKINNY_MAX`] and the large operand is f32 with unit stride along one
+/// of its dimensions.
+///
+/// # Safety
+///
+/// As for [`gemm_strided`].
+unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Option<()>> {
+    let unit = |x: isize| x == 1;
+    let candidates = [*p, p.t()];
+    for q in candidates {
+        if q.m > SKINNY_MAX || q.n <= SKINNY_MAX || q.b.dtype != Dtype::F32 {
+            continue;
+        }
+        if unit(q.b.cs) && unit(q.cs_c) && q.b.rs >= 0 && q.rs_c >= 0 {
+            // SAFETY: forwarded contract.
+            unsafe { skinny_rows(table, &q, threads)? };
+            return Ok(Some(()));
+        }
+        if unit(q.b.rs) && q.b.cs >= 0 {
+            // SAFETY: forwarded contract.
+            unsafe { skinny_dots(table, &q, threads)? };
+            return Ok(Some(()));
+        }
+    }
+    Ok(None)
+}
+
+/// Column strips of the skinny path per thread task: 64 floats wide, so a
+/// task never splits a cache line of C or B.
+const SKINNY_STRIP: usize = 64;
+
+/// Skinny path with row-contiguous B and C: A is copied k-major and B is
+/// streamed by the kernel.
+///
+/// # Safety
+///
+/// As for [`gemm_strided`], with `b.cs == 1`, `cs_c == 1` and non-negative
+/// `b.rs` and `rs_c`.
+unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()> {
+    let mut a_km = workspace(p.m * p.k)?;
+    // SAFETY: Aᵀ (k × m) is the caller's A, read element by element.
+    unsafe { pack::copy_dense(p.a.t(), p.k, p.m, &mut a_km) };
+    let f = table.skinny_rows;
+    let strips = p.n.div_ceil(SKINNY_STRIP);
+    let min_strips = strips.div_ceil(p.threads(threads));
+    let (a_km, b, c) = (a_km.as_ptr() as usize, p.b.ptr.cast::<f32>() as usize, p.c);
+    parallel_for(strips, min_strips, threads, |range| {
+        let j0 = range.start * SKINNY_STRIP;
+        let j1 = (range.end * SKINNY_STRIP).min(p.n);
+        // SAFETY: columns j0 .. j1 of B and C are inside the matrices, and
+        // each worker writes a disjoint column range of C.
+        unsafe {
+            f(
+                p.m,
+                j1 - j0,
+                p.k,
+                p.alpha,
+                a_km as *const f32,
+                (b as *const f32).add(j0),
+                p.b.rs as usize,
+                p.beta,
+                c.get().add(j0),
+                p.rs_c as usize,
+            )
+        };
+    });
+    Ok(())
+}
+
+/// Skinny path with column-contiguous B: A is copied row-major and each
+/// output is a dot product along k.
+///
+/// # Safety
+///
+/// As for [`gemm_strided`], with `b.rs == 1` and non-negative `b.cs`.
+unsafe fn skinny_dots(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()> {
+    let mut a_rm = workspace(p.m * p.k)?;
+    // SAFETY: A (m × k) is read element by element.
+    unsafe { pack::copy_dense(p.a, p.m, p.k, &mut a_rm) };
+    let f = table.skinny_dots;
+    let strips = p.n.div_ceil(SKINNY_STRIP);
+    let min_strips = strips.div_ceil(p.threads(threads));
+    let (a_rm, b, c) = (a_rm.as_ptr() as usize, p.b.ptr.cast::<f32>() as usize, p.c);
+    parallel_for(strips, min_strips, threads, |range| {
+        let j0 = range.start * SKINNY_STRIP;
+        let j1 = (range.end * SKINNY_STRIP).min(p.n);
+        // SAFETY: columns j0 .. j1 of B and C are inside the matrices, and
+        // each worker writes a disjoint column range of C.
+        unsafe {
+            f(
+                p.m,
+                j1 - j0,
+                p.k,
+                p.alpha,
+                a_rm as *const f32,
+                (b as *const f32).offset(j0 as isize * p.b.cs),
+                p.b.cs as usize,
+                p.beta,
+                c.get().offset(j0 as isize * p.cs_c),
+                p.rs_c,
+                p.cs_c,
+            )
+        };
+    });
+    Ok(())
+}
+
+/// Packed path: splits the larger of m and n across threads in whole
+/// register tiles, then runs the blocked loops on each part with that
+/// thread's own packing buffers, allocated up front so that no allocation
+/// can fail after C has been written.
+///
+/// # Safety
+///
+/// As for [`gemm_strided`].
+unsafe fn packed(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()> {
+    let (mr, nr) = (table.mr, table.nr);
+    let blk = blocking_for(cache_sizes(), mr, nr);
+    let workers = p.threads(threads);
+    let split_n = p.n >= p.m;
+    let (len, unit) = if split_n { (p.n, nr) } else { (p.m, mr) };
+    let units = len.div_ceil(unit);
+    let per_worker = units.div_ceil(workers);
+    let parts = units.div_ceil(per_worker);
+
+    let kc = blk.kc.min(p.k);
+    let mc = blk.mc.min(p.m.div_ceil(mr) * mr);
+    let nc = blk.nc.min(p.n.div_ceil(nr) * nr);
+    let mut buffers = Vec::with_capacity(parts);
+    for _ in 0..parts {
+        buffers.push((workspace(mc * kc)?, workspace(kc * nc)?));
+    }
+    let buffers: Vec<_> = buffers.into_iter().map(std::sync::Mutex::new).collect();
+
+    parallel_for(parts, 1, threads, |range| {
+        for part in range {
+            let lo = part * per_worker * unit;
+            let hi = ((part + 1) * per_worker * unit).min(len);
+            let mut guard = buffers[part].lock().unwrap_or_else(|e| e.into_inner());
+            let (abuf, bbuf) = &mut *guard;
+            // SAFETY: the part covers rows (or columns) lo .. hi of C and
+            // the matching rows of A (or columns of B); parts are disjoint.
+            unsafe {
+                let sub = if split_n {
+                    Problem { n: hi - lo, b: p.b.at(0, lo), c: SharedPtr(p.c.get().offset(lo as isize * p.cs_c)), ..*p }
+                } else {
+                    Problem { m: hi - lo, a: p.a.at(lo, 0), c: SharedPtr(p.c.get().offset(lo as isize * p.rs_c)), ..*p }
+                };
+                packed_serial(table, &sub, blk, abuf, bbuf);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The blocked loops of the packed path on one thread.
+///
+/// # Safety
+///
+/// As for [`gemm_strided`]; `abuf` holds `mc · kc` and `bbuf` `kc · nc`
+/// floats for the blocks `blk` clipped to the problem (rounded up to whole
+/// tiles).
+unsafe fn packed_serial(table: &GemmKernels, p: &Problem, blk: blocking::Blocking, abuf: &mut [f32], bbuf: &mut [f32]) {
+    let (mr, nr) = (table.mr, table.nr);
+    let c = p.c.get();
+    for jc in (0..p.n).step_by(blk.nc) {
+        let nb = blk.nc.min(p.n - jc);
+        for pc in (0..p.k).step_by(blk.kc) {
+            let kb = blk.kc.min(p.k - pc);
+            // Later depth blocks add to what the first one stored.
+            let beta = if pc == 0 { p.beta } else { 1.0 };
+            // SAFETY: the block (pc .. pc + kb) × (jc .. jc + nb) is inside
+            // B; bbuf holds nb rounded up to NR times kb floats.
+            unsafe { pack::pack(p.b.at(pc, jc).t(), nb, kb, nr, bbuf) };
+            for ic in (0..p.m).step_by(blk.mc) {
+                let mb = blk.mc.min(p.m - ic);
+                // SAFETY: the block (ic .. ic + mb) × (pc .. pc + kb) is
+                // inside A; abuf holds mb rounded up to MR times kb floats.
+                unsafe { pack::pack(p.a.at(ic, pc), mb, kb, mr, abuf) };
+                for jr in (0..nb).step_by(nr) {
+                    for ir in (0..mb).step_by(mr) {
+                        let (i, j) = ((ic + ir) as isize, (jc + jr) as isize);
+                        // SAFETY: micro-panels ir / mr and jr / nr are inside
+                        // the packed buffers, and the clipped tile is inside C.
+                        unsafe {
+                            (table.tile)(
+                                kb,
+                                p.alpha,
+                                abuf.as_ptr().add(ir * kb),
+                                bbuf.as_ptr().add(jr * kb),
+                                beta,
+                                c.offset(i * p.rs_c + j * p.cs_c),
+                                p.rs_c,
+                                p.cs_c,
+                                mr.min(mb - ir),
+                                nr.min(nb - jr),
+                            )
+                        };
+                    }
+                }
+            }
+        }
+    }
+}

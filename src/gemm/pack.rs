@@ -1,0 +1,132 @@
+//! Packing of A and B blocks into the micro-panel layouts of the tile
+//! kernels, widening f16 and bf16 inputs to f32 on the way.
+
+use crate::dtype::Dtype;
+use half::{bf16, f16};
+
+/// A read-only strided matrix operand of any input dtype: element (i, j)
+/// is the `Dtype` value at element offset `i * rs + j * cs` from `ptr`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Operand {
+    pub ptr: *const u8,
+    pub dtype: Dtype,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+// SAFETY: an operand is only read, and the caller of the driver keeps the
+// matrix alive and unmodified for the whole call.
+unsafe impl Send for Operand {}
+// SAFETY: as above.
+unsafe impl Sync for Operand {}
+
+impl Operand {
+    /// The transposed view: element (i, j) of the result is (j, i) of self.
+    pub fn t(self) -> Operand {
+        Operand { rs: self.cs, cs: self.rs, ..self }
+    }
+
+    /// Returns the view whose (0, 0) is element (i, j) of self.
+    ///
+    /// # Safety
+    ///
+    /// Element (i, j) lies inside the matrix.
+    pub unsafe fn at(self, i: usize, j: usize) -> Operand {
+        let offset = (i as isize * self.rs + j as isize * self.cs) * self.dtype.size() as isize;
+        // SAFETY: the caller guarantees the element is inside the matrix.
+        Operand { ptr: unsafe { self.ptr.offset(offset) }, ..self }
+    }
+}
+
+/// An element type that widens to f32 exactly.
+pub(crate) trait Widen: Copy {
+    fn widen(self) -> f32;
+}
+
+impl Widen for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Widen for bf16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        f32::from_bits(u32::from(self.to_bits()) << 16)
+    }
+}
+
+impl Widen for f16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+/// Copies the `rows × cols` block of `src` into `dst` so that element
+/// (i, j) lands at `dst[(i / w) * w * cols + j * w + i % w]`: panels of
+/// `w` rows, each stored column by column. Rows past `rows` in the last
+/// panel are zero. This is the A micro-panel layout for `w = MR`, and the B
+/// layout for the transposed view with `w = NR`.
+///
+/// # Safety
+///
+/// Every element of the block is readable; `dst` holds
+/// `rows.div_ceil(w) * w * cols` floats.
+unsafe fn pack_typed<T: Widen>(src: Operand, rows: usize, cols: usize, w: usize, dst: &mut [f32]) {
+    debug_assert!(dst.len() >= rows.div_ceil(w) * w * cols);
+    let p = src.ptr.cast::<T>();
+    let get = |i: usize, j: usize| {
+        // SAFETY: i < rows and j < cols, inside the block.
+        unsafe { p.offset(i as isize * src.rs + j as isize * src.cs).read_unaligned().widen() }
+    };
+    for (panel, chunk) in dst.chunks_mut(w * cols).take(rows.div_ceil(w)).enumerate() {
+        let i0 = panel * w;
+        let h = (rows - i0).min(w);
+        if src.rs == 1 && h == w {
+            // Rows are contiguous: each column of the panel is a run.
+            for j in 0..cols {
+                for (r, slot) in chunk[j * w..(j + 1) * w].iter_mut().enumerate() {
+                    *slot = get(i0 + r, j);
+                }
+            }
+            continue;
+        }
+        for j in 0..cols {
+            let col = &mut chunk[j * w..(j + 1) * w];
+            for (r, slot) in col.iter_mut().enumerate() {
+                *slot = if r < h { get(i0 + r, j) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Packs a `rows × cols` block of any dtype; see `pack_typed`.
+///
+/// # Safety
+///
+/// As for `pack_typed`.
+pub(crate) unsafe fn pack(src: Operand, rows: usize, cols: usize, w: usize, dst: &mut [f32]) {
+    // SAFETY: forwarded contract; the dtype selects how elements are read.
+    unsafe {
+        match src.dtype {
+            Dtype::F32 => pack_typed::<f32>(src, rows, cols, w, dst),
+            Dtype::F16 => pack_typed::<f16>(src, rows, cols, w, dst),
+            Dtype::Bf16 => pack_typed::<bf16>(src, rows, cols, w, dst),
+        }
+    }
+}
+
+/// Copies the `rows × cols` block of `src` row-major and dense into `dst`
+/// (`dst[i * cols + j]`), widening to f32.
+///
+/// # Safety
+///
+/// Every element of the block is readable; `dst` holds `rows * cols` floats.
+pub(crate) unsafe fn copy_dense(src: Operand, rows: usize, cols: usize, dst: &mut [f32]) {
+    // A row-major dense copy is a panel packing with one panel of height 1
+    // per row: element (i, j) lands at i * cols + j.
+    // SAFETY: forwarded contract.
+    unsafe { pack(src, rows, cols, 1, dst) }
+}
