@@ -71,7 +71,7 @@ pub(crate) fn extent(name: &str, rows: usize, cols: usize, rs: usize, cs: usize,
 /// addresses: one stride at least 1 and the other at least the span of the
 /// first one's dimension.
 pub(crate) fn check_output_strides(name: &str, rows: usize, cols: usize, rs: usize, cs: usize) -> Result<()> {
-    let ok = match (rows > 1, cols > 1) {
+    let ok = rows == 0 || cols == 0 || match (rows > 1, cols > 1) {
         (false, false) => true,
         (true, false) => rs >= 1,
         (false, true) => cs >= 1,

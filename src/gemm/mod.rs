@@ -26,7 +26,7 @@ use crate::error::{Error, Result, Status};
 use crate::threads::{num_threads, parallel_for, SharedPtr};
 
 type TileFn = unsafe fn(usize, f32, *const f32, *const f32, f32, *mut f32, isize, isize, usize, usize);
-type SkinnyRowsFn = unsafe fn(usize, usize, usize, f32, *const f32, *const f32, usize, f32, *mut f32, usize);
+type SkinnyRowsFn = unsafe fn(usize, usize, usize, *const f32, *const f32, usize, *mut f32, usize);
 type SkinnyDotsFn =
     unsafe fn(usize, usize, usize, f32, *const f32, *const f32, usize, f32, *mut f32, isize, isize);
 
@@ -243,8 +243,9 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
 /// task never splits a cache line of C or B.
 const SKINNY_STRIP: usize = 64;
 
-/// Skinny path with row-contiguous B and C: A is copied k-major and B is
-/// streamed by the kernel.
+/// Skinny path with row-contiguous B and C: C is scaled by beta, A is
+/// copied k-major and scaled by alpha, and the kernel streams B and
+/// accumulates into C.
 ///
 /// # Safety
 ///
@@ -254,6 +255,12 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
     let mut a_km = workspace(p.m * p.k)?;
     // SAFETY: Aᵀ (k × m) is the caller's A, read element by element.
     unsafe { pack::copy_dense(p.a.t(), p.k, p.m, &mut a_km) };
+    if p.alpha != 1.0 {
+        a_km.iter_mut().for_each(|x| *x *= p.alpha);
+    }
+    // SAFETY: C is valid by the caller's contract; beta = 0 writes zeros
+    // without reading it.
+    unsafe { scale_c(p.m, p.n, p.beta, p.c.get(), p.rs_c, p.cs_c) };
     let f = table.skinny_rows;
     let strips = p.n.div_ceil(SKINNY_STRIP);
     let min_strips = strips.div_ceil(p.threads(threads));
@@ -268,11 +275,9 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
                 p.m,
                 j1 - j0,
                 p.k,
-                p.alpha,
                 a_km as *const f32,
                 (b as *const f32).add(j0),
                 p.b.rs as usize,
-                p.beta,
                 c.get().add(j0),
                 p.rs_c as usize,
             )

@@ -8,7 +8,6 @@ super::gemm_kernels!(
     Avx2,
     ["avx2", "fma", "f16c"],
     tile = 6 x 2,
-    skinny_rows = 8,
     dot_rows = 2,
     f32_gemm_6x16_avx2,
     f32_gemm_skinny_rows_avx2,

@@ -8,7 +8,6 @@ super::gemm_kernels!(
     Avx512,
     ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "f16c"],
     tile = 12 x 2,
-    skinny_rows = 16,
     dot_rows = 4,
     f32_gemm_12x32_avx512,
     f32_gemm_skinny_rows_avx512,

@@ -128,129 +128,90 @@ pub unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(
     }
 }
 
-/// Skinny product in "axpy" form, for B stored with contiguous rows:
-/// `C[i, j] = alpha · Σ_p A[i, p] · B[p, j] + beta · C[i, j]` for `i < m`,
-/// `j < n`, where A is packed k-major (`a[p * m + i]`), `B[p, j]` is at
-/// `b[p * rs_b + j]` and `C[i, j]` at `c[i * rs_c + j]`.
+/// Skinny product in "axpy" form, for B and C stored with contiguous rows:
+/// `C[i, j] += Σ_p A[i, p] · B[p, j]` for `i < m`, `j < n`, where A is
+/// packed k-major (`a[p * m + i]`, any scaling by alpha already applied),
+/// `B[p, j]` is at `b[p * rs_b + j]` and `C[i, j]` at `c[i * rs_c + j]`.
 ///
-/// B is streamed once per strip of `NV · LANES` columns; the rows are
-/// covered in chunks of 16 (when `MAXR` allows, because each row holds `NV`
-/// accumulator registers), 8, 4, 2 and 1, each of which rereads the strip
-/// from cache. Partial strips use masked tail loads and stores, so nothing
-/// past column `n` is read or written. With `beta == 0`, C is never read.
+/// B is streamed once, row by row, in blocks of [`SKINNY_COLS`] columns
+/// and 8 rows at a time; each block of C rows stays in L1 while the rows of
+/// B stream past it. Partial vectors use masked tail loads and stores, so
+/// nothing past column `n` is read or written. C is read, so the caller
+/// applies beta (writing zeros for beta = 0) before the call.
 ///
 /// # Safety
 ///
 /// `a` addresses `k · m` readable f32; `b[p * rs_b + j]` is readable for
-/// `p < k`, `j < n`; `c[i * rs_c + j]` is writable (readable unless
-/// `beta == 0`) for `i < m`, `j < n`; C overlaps neither A nor B.
+/// `p < k`, `j < n`; `c[i * rs_c + j]` is readable and writable for
+/// `i < m`, `j < n`; C overlaps neither A nor B.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn skinny_rows<S: SimdF32, const NV: usize, const MAXR: usize>(
+pub unsafe fn skinny_rows<S: SimdF32>(
     s: S,
     m: usize,
     n: usize,
     k: usize,
-    alpha: f32,
     a: *const f32,
     b: *const f32,
     rs_b: usize,
-    beta: f32,
     c: *mut f32,
     rs_c: usize,
 ) {
-    debug_assert!(m >= 1 && n >= 1, "empty skinny product {m}x{n}");
-    let w = NV * S::LANES;
-    let mut j = 0;
-    while j < n {
-        let cols = (n - j).min(w);
-        let mut i = 0;
-        while i < m {
-            let rows = m - i;
-            // SAFETY (each arm): rows i .. i + R of the product stay inside
-            // m because R <= rows, and columns j .. j + cols inside n.
-            unsafe {
-                let args = (s, m, i, j, cols, k, alpha, a, b, rs_b, beta, c, rs_c);
-                i += match rows {
-                    16.. if MAXR >= 16 => rows_chunk::<S, 16, NV>(args),
-                    8.. => rows_chunk::<S, 8, NV>(args),
-                    4.. => rows_chunk::<S, 4, NV>(args),
-                    2.. => rows_chunk::<S, 2, NV>(args),
-                    _ => rows_chunk::<S, 1, NV>(args),
-                };
-            }
-        }
-        j += w;
-    }
-}
-
-type RowsChunkArgs<S> = (S, usize, usize, usize, usize, usize, f32, *const f32, *const f32, usize, f32, *mut f32, usize);
-
-/// Computes rows `i0 .. i0 + R` and columns `j0 .. j0 + cols` of the
-/// skinny axpy form and returns `R`.
-///
-/// # Safety
-///
-/// As for [`skinny_rows`], with `i0 + R <= m` and `j0 + cols <= n`,
-/// `1 <= cols <= NV · LANES`.
-#[inline(always)]
-unsafe fn rows_chunk<S: SimdF32, const R: usize, const NV: usize>(args: RowsChunkArgs<S>) -> usize {
-    let (s, m, i0, j0, cols, k, alpha, a, b, rs_b, beta, c, rs_c) = args;
+    const P: usize = 8;
     let l = S::LANES;
-    let zero = s.splat(0.0);
-    let mut acc = [[zero; NV]; R];
-    // Number of lanes to touch in vector v of the strip: l, or fewer at the
-    // right edge, or 0 past it.
-    let lanes = |v: usize| cols.saturating_sub(v * l).min(l);
-    for p in 0..k {
-        // SAFETY: row p of B is read at columns j0 .. j0 + cols only (tail
-        // loads stop at `lanes(v)`), and A at a[p · m + i0 .. + R] with
-        // i0 + R <= m.
-        unsafe {
-            let brow = b.add(p * rs_b + j0);
-            let mut bv = [zero; NV];
-            for (v, slot) in bv.iter_mut().enumerate() {
-                let nl = lanes(v);
-                *slot = if nl == l { s.load(brow.add(v * l)) } else if nl > 0 { s.load_tail(brow.add(v * l), nl, 0.0) } else { zero };
-            }
-            let ap = a.add(p * m + i0);
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = s.splat(*ap.add(i));
-                for (v, lane) in row.iter_mut().enumerate() {
-                    *lane = s.fma(ai, bv[v], *lane);
+    let mut j0 = 0;
+    while j0 < n {
+        let jw = (n - j0).min(SKINNY_COLS);
+        let mut p = 0;
+        while p < k {
+            let pb = (k - p).min(P);
+            let mut jv = 0;
+            while jv < jw {
+                let nl = (jw - jv).min(l);
+                // SAFETY (whole block): B rows p .. p + pb and C rows 0 .. m
+                // are read at columns j0 + jv .. + nl <= n only, and A at
+                // a[(p + q) · m + i] with p + q < k, i < m.
+                unsafe {
+                    let load = |ptr: *const f32| if nl == l { s.load(ptr) } else { s.load_tail(ptr, nl, 0.0) };
+                    let col = j0 + jv;
+                    let zero = s.splat(0.0);
+                    let mut bv = [zero; P];
+                    for (q, slot) in bv.iter_mut().enumerate().take(pb) {
+                        *slot = load(b.add((p + q) * rs_b + col));
+                    }
+                    for i in 0..m {
+                        let ci = c.add(i * rs_c + col);
+                        let ap = a.add(p * m + i);
+                        // Two partial sums halve the dependent FMA chain.
+                        let mut even = load(ci);
+                        let mut odd = zero;
+                        for q in 0..pb {
+                            let aq = s.splat(*ap.add(q * m));
+                            if q % 2 == 0 {
+                                even = s.fma(aq, bv[q], even);
+                            } else {
+                                odd = s.fma(aq, bv[q], odd);
+                            }
+                        }
+                        let out = s.add(even, odd);
+                        if nl == l {
+                            s.store(ci, out);
+                        } else {
+                            s.store_tail(ci, nl, out);
+                        }
+                    }
                 }
+                jv += l;
             }
+            p += pb;
         }
+        j0 += jw;
     }
-    let va = s.splat(alpha);
-    let vb = s.splat(beta);
-    for (i, row) in acc.iter().enumerate() {
-        for (v, &x) in row.iter().enumerate() {
-            let nl = lanes(v);
-            if nl == 0 {
-                continue;
-            }
-            // SAFETY: row i0 + i < m and columns j0 + v·l .. + nl <= j0 + cols
-            // are inside C.
-            unsafe {
-                let p = c.add((i0 + i) * rs_c + j0 + v * l);
-                let out = if beta == 0.0 {
-                    s.mul(va, x)
-                } else if nl == l {
-                    s.fma(va, x, s.mul(vb, s.load(p)))
-                } else {
-                    s.fma(va, x, s.mul(vb, s.load_tail(p, nl, 0.0)))
-                };
-                if nl == l {
-                    s.store(p, out);
-                } else {
-                    s.store_tail(p, nl, out);
-                }
-            }
-        }
-    }
-    R
 }
+
+/// Columns of C per block of [`skinny_rows`]: 16 rows of 256 floats are
+/// 16 KiB, half of the smallest common L1d.
+pub const SKINNY_COLS: usize = 256;
 
 /// Skinny product in "dot" form, for B stored with contiguous columns:
 /// `C[i, j] = alpha · Σ_p A[i, p] · B[p, j] + beta · C[i, j]` for `i < m`,
@@ -348,7 +309,7 @@ pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
 /// skinny kernels.
 macro_rules! gemm_kernels {
     (
-        $token:ty, [$($feature:literal),*], tile = $mr:literal x $nv:literal, skinny_rows = $max_rows:literal,
+        $token:ty, [$($feature:literal),*], tile = $mr:literal x $nv:literal,
         dot_rows = $dot_rows:literal, $tile:ident, $rows:ident, $dots:ident
     ) => {
         /// Register tile height (rows of A per micro-panel).
@@ -383,7 +344,7 @@ macro_rules! gemm_kernels {
             }
         }
 
-        /// Skinny product with row-contiguous B; see
+        /// Skinny accumulation with row-contiguous B; see
         /// [`skinny_rows`](crate::gemm::skinny_rows).
         ///
         /// # Safety
@@ -395,18 +356,14 @@ macro_rules! gemm_kernels {
             m: usize,
             n: usize,
             k: usize,
-            alpha: f32,
             a: *const f32,
             b: *const f32,
             rs_b: usize,
-            beta: f32,
             c: *mut f32,
             rs_c: usize,
         ) {
             // SAFETY: the caller guarantees the ISA and the contract.
-            unsafe {
-                crate::gemm::skinny_rows::<_, 1, $max_rows>(<$token>::new_unchecked(), m, n, k, alpha, a, b, rs_b, beta, c, rs_c)
-            }
+            unsafe { crate::gemm::skinny_rows(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c) }
         }
 
         /// Skinny product with column-contiguous B; see

@@ -8,7 +8,6 @@ super::gemm_kernels!(
     Neon,
     ["neon"],
     tile = 8 x 3,
-    skinny_rows = 16,
     dot_rows = 4,
     f32_gemm_8x12_neon,
     f32_gemm_skinny_rows_neon,

@@ -7,7 +7,6 @@ super::gemm_kernels!(
     Scalar,
     [],
     tile = 4 x 4,
-    skinny_rows = 8,
     dot_rows = 2,
     f32_gemm_4x4_scalar,
     f32_gemm_skinny_rows_scalar,

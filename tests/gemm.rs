@@ -1,0 +1,449 @@
+//! GEMM under every dispatch level against the f64 reference in
+//! `mlak::reference::gemm`.
+//!
+//! Tolerance: each entry of an f32 product summed over k terms, in any
+//! order, lies within γ = k·EPS/(1 − k·EPS) of the exact value relative to
+//! Σ|a||b| (the standard forward bound of a dot product). Scaling by alpha,
+//! adding beta·C and rounding the result add three more roundings, so every
+//! entry is checked against
+//!     |got − want| <= (k + 4)·EPS·(|alpha|·Σ_p |A[i,p]||B[p,j]| + |beta|·|C[i,j]|)
+//! plus 1e-30 for entries whose exact value is 0. A wrong or missing term
+//! moves an entry by about |a||b|, far outside this bound once the data is
+//! random. Mixed-precision inputs are widened to f32 exactly, so the same
+//! bound holds against the reference on the widened values; a second check
+//! against the unrounded f32 data adds the input rounding (see
+//! `mixed_tolerance`).
+
+mod common;
+
+use common::{assert_ran, cases, on_isa, Rng, EPS};
+use half::{bf16, f16};
+use mlak::reference::gemm as reference;
+use mlak::{Isa, Layout, Transpose};
+use proptest::prelude::*;
+
+/// A strided matrix stored in a buffer with an offset: element (i, j) is at
+/// `data[offset + i*rs + j*cs]`.
+#[derive(Clone, Debug)]
+struct Strided {
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+    offset: usize,
+    data: Vec<f32>,
+}
+
+impl Strided {
+    /// Builds a `rows × cols` matrix with the given strides and leading
+    /// offset, filled with random values in [-1, 1); the gaps hold `gap`.
+    fn random(rng: &mut Rng, rows: usize, cols: usize, rs: usize, cs: usize, offset: usize, gap: f32) -> Self {
+        let len = if rows == 0 || cols == 0 { offset } else { offset + (rows - 1) * rs + (cols - 1) * cs + 1 };
+        let mut data = vec![gap; len];
+        for i in 0..rows {
+            for j in 0..cols {
+                data[offset + i * rs + j * cs] = rng.uniform(-1.0, 1.0);
+            }
+        }
+        Strided { rows, cols, rs, cs, offset, data }
+    }
+
+    fn get(&self, i: usize, j: usize) -> f32 {
+        self.data[self.offset + i * self.rs + j * self.cs]
+    }
+
+    fn slice(&self) -> &[f32] {
+        &self.data[self.offset..]
+    }
+
+    fn slice_mut(&mut self) -> &mut [f32] {
+        &mut self.data[self.offset..]
+    }
+}
+
+/// Checks C after a call against the reference. `c0` is C before the call.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    alpha: f32,
+    a: impl Fn(usize, usize) -> f32,
+    b: impl Fn(usize, usize) -> f32,
+    beta: f32,
+    c0: &Strided,
+    c: &Strided,
+    k: usize,
+    shape: &str,
+) {
+    let (m, n) = (c.rows, c.cols);
+    let fa = |i, p| a(i, p) as f64;
+    let fb = |p, j| b(p, j) as f64;
+    let want = reference::gemm(m, n, k, alpha as f64, fa, fb, beta as f64, |i, j| c0.get(i, j) as f64);
+    let scale = reference::abs_product(m, n, k, fa, fb);
+    for i in 0..m {
+        for j in 0..n {
+            let got = c.get(i, j) as f64;
+            let w = want[i * n + j];
+            let c_term = if beta == 0.0 { 0.0 } else { (beta as f64 * c0.get(i, j) as f64).abs() };
+            let tol = (k as f64 + 4.0) * EPS * (alpha.abs() as f64 * scale[i * n + j] + c_term) + 1e-30;
+            assert!(
+                (got - w).abs() <= tol,
+                "C[{i}, {j}]: got {got:e}, want {w:e}, tol {tol:e}, {shape}"
+            );
+        }
+    }
+    // Gaps between the elements of C must be untouched.
+    for (idx, (&x, &x0)) in c.data.iter().zip(&c0.data).enumerate() {
+        let off = idx as isize - c.offset as isize;
+        let inside = (0..m).any(|i| (0..n).any(|j| (i * c.rs + j * c.cs) as isize == off));
+        if !inside {
+            assert!(x.to_bits() == x0.to_bits(), "C buffer index {idx} outside the matrix changed: {x0} -> {x}, {shape}");
+        }
+    }
+}
+
+/// One call of the layout/transpose API: builds op(A), op(B) and C with
+/// leading dimensions padded by `pad`, runs `mlak::sgemm` and checks C.
+#[allow(clippy::too_many_arguments)]
+fn run_blas_case(
+    rng: &mut Rng,
+    layout: Layout,
+    ta: Transpose,
+    tb: Transpose,
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    beta: f32,
+    pad: usize,
+    nan_c: bool,
+) {
+    // NaN in C is only meaningful with beta = 0, where it must not leak.
+    let nan_c = nan_c && beta == 0.0;
+    // Stored shape of X whose op is rows × cols, and the (rs, cs) of op(X).
+    let stored = |t: Transpose, rows: usize, cols: usize| match t {
+        Transpose::No => (rows, cols),
+        Transpose::Yes => (cols, rows),
+    };
+    let strides = |rows: usize, cols: usize| match layout {
+        Layout::RowMajor => (cols.max(1) + pad, 1, cols.max(1) + pad),
+        Layout::ColMajor => (1, rows.max(1) + pad, rows.max(1) + pad),
+    };
+    let (ar, ac) = stored(ta, m, k);
+    let (rs, cs, lda) = strides(ar, ac);
+    let a = Strided::random(rng, ar, ac, rs, cs, 0, 7.0);
+    let (br, bc) = stored(tb, k, n);
+    let (rs, cs, ldb) = strides(br, bc);
+    let b = Strided::random(rng, br, bc, rs, cs, 0, 7.0);
+    let (rs, cs, ldc) = strides(m, n);
+    let mut c = Strided::random(rng, m, n, rs, cs, 0, -3.0);
+    if nan_c {
+        c.data.iter_mut().for_each(|x| *x = f32::NAN);
+    }
+    let c0 = c.clone();
+    let shape = format!("{layout:?} {ta:?} {tb:?} m={m} n={n} k={k} alpha={alpha} beta={beta} pad={pad} nan_c={nan_c}");
+    mlak::sgemm(layout, ta, tb, m, n, k, alpha, &a.data, lda, &b.data, ldb, beta, &mut c.data, ldc).unwrap();
+    let op = |x: &Strided, t: Transpose, i: usize, j: usize| match t {
+        Transpose::No => x.get(i, j),
+        Transpose::Yes => x.get(j, i),
+    };
+    if nan_c && beta == 0.0 {
+        for i in 0..m {
+            for j in 0..n {
+                assert!(!c.get(i, j).is_nan(), "C[{i}, {j}] is NaN although beta = 0, {shape}");
+            }
+        }
+        let zeros = Strided { data: vec![0.0; c.data.len()], ..c0.clone() };
+        // NaN gaps compare by bits, so the check below sees C through a
+        // copy whose matrix elements start at 0.
+        let mut c_check = c.clone();
+        for (idx, x) in c_check.data.iter_mut().enumerate() {
+            if x.is_nan() {
+                *x = zeros.data[idx];
+            }
+        }
+        check(alpha, |i, p| op(&a, ta, i, p), |p, j| op(&b, tb, p, j), 0.0, &zeros, &c_check, k, &shape);
+        return;
+    }
+    check(alpha, |i, p| op(&a, ta, i, p), |p, j| op(&b, tb, p, j), beta, &c0, &c, k, &shape);
+}
+
+/// Runs the general strided API on matrices with arbitrary strides and
+/// leading offsets, and checks C.
+#[allow(clippy::too_many_arguments)]
+fn run_strided_case(
+    rng: &mut Rng,
+    (m, n, k): (usize, usize, usize),
+    a_strides: (usize, usize),
+    b_strides: (usize, usize),
+    c_strides: (usize, usize),
+    offset: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    let a = Strided::random(rng, m, k, a_strides.0, a_strides.1, offset, 9.0);
+    let b = Strided::random(rng, k, n, b_strides.0, b_strides.1, offset, 9.0);
+    let mut c = Strided::random(rng, m, n, c_strides.0, c_strides.1, offset, -5.0);
+    let c0 = c.clone();
+    let shape = format!("m={m} n={n} k={k} a{a_strides:?} b{b_strides:?} c{c_strides:?} offset={offset} alpha={alpha} beta={beta}");
+    let (rs_c, cs_c) = c_strides;
+    mlak::sgemm_strided(
+        m, n, k, alpha, a.slice(), a.rs, a.cs, b.slice(), b.rs, b.cs, beta, c.slice_mut(), rs_c, cs_c,
+    )
+    .unwrap();
+    check(alpha, |i, p| a.get(i, p), |p, j| b.get(p, j), beta, &c0, &c, k, &shape);
+}
+
+const LAYOUTS: [Layout; 2] = [Layout::RowMajor, Layout::ColMajor];
+const TRANS: [Transpose; 2] = [Transpose::No, Transpose::Yes];
+const ALPHAS: [f32; 3] = [0.0, 1.0, -0.75];
+const BETAS: [f32; 3] = [0.0, 1.0, 0.5];
+
+/// Strategy: a shape around the tile edges of every level (MR up to 12,
+/// NR up to 32, skinny threshold 16), layouts, transposes, alpha, beta,
+/// leading-dimension padding, NaN in C and a seed.
+fn blas_case() -> impl Strategy<Value = (usize, usize, usize, usize, usize, usize, usize, usize, usize, bool, u64)> {
+    (
+        0usize..40,
+        0usize..70,
+        0usize..40,
+        0usize..2,
+        0usize..2,
+        0usize..2,
+        0usize..3,
+        0usize..3,
+        0usize..3,
+        any::<bool>(),
+        any::<u64>(),
+    )
+}
+
+macro_rules! isa_suite {
+    ($($module:ident => $isa:expr),* $(,)?) => {$(
+        mod $module {
+            use super::*;
+            const ISA: Isa = $isa;
+
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(cases(64)))]
+
+                #[test]
+                fn sgemm_matches_reference(case in blas_case()) {
+                    let (m, n, k, l, ta, tb, alpha, beta, pad, nan_c, seed) = case;
+                    on_isa(ISA, || {
+                        let mut rng = Rng::new(seed);
+                        let shape = (m, n, k);
+                        run_blas_case(&mut rng, LAYOUTS[l], TRANS[ta], TRANS[tb], shape, ALPHAS[alpha], BETAS[beta], pad, nan_c);
+                        if m > 0 && n > 0 {
+                            assert_ran(ISA);
+                        }
+                    });
+                }
+
+                #[test]
+                fn strided_matches_reference(
+                    m in 0usize..30, n in 0usize..40, k in 0usize..30,
+                    sa in 0usize..4, sb in 0usize..4, sc in 0usize..4,
+                    offset in 0usize..3, alpha in 0usize..3, beta in 0usize..3, seed in any::<u64>(),
+                ) {
+                    on_isa(ISA, || {
+                        let mut rng = Rng::new(seed);
+                        // Stride pairs: row-major, column-major, both padded,
+                        // and (for A and B) a zero stride that repeats a row.
+                        let pick = |s: usize, rows: usize, cols: usize| match s {
+                            0 => (cols, 1),
+                            1 => (1, rows),
+                            2 => (2 * cols + 3, 2),
+                            _ => (cols + 1, 1),
+                        };
+                        let a_st = if sa == 3 { (0, 1) } else { pick(sa, m, k) };
+                        let b_st = pick(sb, k, n);
+                        let c_st = pick(sc, m, n);
+                        run_strided_case(&mut rng, (m, n, k), a_st, b_st, c_st, offset, ALPHAS[alpha], BETAS[beta]);
+                    });
+                }
+            }
+
+            #[test]
+            fn tile_edges_swept() {
+                on_isa(ISA, || {
+                    let mut rng = Rng::new(11);
+                    for m in 0..=17 {
+                        for n in 0..=33 {
+                            for k in [0usize, 1, 7, 8, 9, 17] {
+                                run_blas_case(&mut rng, Layout::RowMajor, Transpose::No, Transpose::No, (m, n, k), 1.0, 0.5, 1, false);
+                                if m > 0 && n > 0 {
+                                    assert_ran(ISA);
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+
+            #[test]
+            fn all_layouts_and_transposes() {
+                on_isa(ISA, || {
+                    let mut rng = Rng::new(12);
+                    for layout in LAYOUTS {
+                        for ta in TRANS {
+                            for tb in TRANS {
+                                for shape in [(13, 37, 19), (40, 5, 33), (3, 50, 20), (25, 70, 9)] {
+                                    for (alpha, beta) in [(1.0, 0.0), (-0.75, 0.5), (0.0, 0.5), (1.0, 1.0)] {
+                                        run_blas_case(&mut rng, layout, ta, tb, shape, alpha, beta, 3, false);
+                                        run_blas_case(&mut rng, layout, ta, tb, shape, alpha, 0.0, 0, true);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+
+            #[test]
+            fn large_k_packed_and_skinny() {
+                on_isa(ISA, || {
+                    let mut rng = Rng::new(13);
+                    // Depth well past any kc block and any stack buffer.
+                    for shape in [(20, 40, 5000), (3, 300, 5000), (300, 2, 5000)] {
+                        for tb in TRANS {
+                            run_blas_case(&mut rng, Layout::RowMajor, Transpose::No, tb, shape, 1.0, 0.5, 0, false);
+                            assert_ran(ISA);
+                        }
+                    }
+                });
+            }
+
+            #[test]
+            fn skinny_shapes() {
+                on_isa(ISA, || {
+                    let mut rng = Rng::new(14);
+                    for small in [1usize, 2, 3, 4, 7, 8, 9, 15, 16, 17] {
+                        for big in [17usize, 64, 257, 300] {
+                            for k in [1usize, 15, 64, 130] {
+                                for ta in TRANS {
+                                    for tb in TRANS {
+                                        let layout = Layout::RowMajor;
+                                        run_blas_case(&mut rng, layout, ta, tb, (small, big, k), -0.75, 0.5, 2, false);
+                                        run_blas_case(&mut rng, layout, ta, tb, (big, small, k), 1.0, 0.0, 0, true);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    assert_ran(ISA);
+                });
+            }
+
+            #[test]
+            fn threaded_products() {
+                on_isa(ISA, || {
+                    mlak::set_num_threads(0);
+                    let mut rng = Rng::new(15);
+                    // Each has more than 2^22 multiply-adds, so it splits
+                    // across threads when the machine has several cores.
+                    for shape in [(257, 261, 100), (600, 40, 300), (8, 3000, 400)] {
+                        run_blas_case(&mut rng, Layout::RowMajor, Transpose::No, Transpose::No, shape, 1.0, 0.5, 1, false);
+                        assert_ran(ISA);
+                    }
+                });
+            }
+
+            #[test]
+            fn mixed_precision_matches() {
+                on_isa(ISA, || {
+                    for (seed, shape) in [(1u64, (13usize, 45usize, 37usize)), (2, (3, 200, 64)), (3, (70, 33, 300))] {
+                        run_mixed_case(seed, shape);
+                        assert_ran(ISA);
+                    }
+                });
+            }
+        }
+    )*};
+}
+
+isa_suite!(scalar => Isa::Scalar, avx2 => Isa::Avx2, avx512 => Isa::Avx512, neon => Isa::Neon);
+
+/// Tolerance of a mixed-precision entry against the unrounded f32 data:
+/// each input carries a relative rounding error of at most u (2^-9 for bf16
+/// with its 8-bit significand, 2^-12 for f16 with 11 bits), so each product
+/// is off by at most (u_a + u_b + u_a·u_b)·|a||b|, on top of the f32 bound.
+fn mixed_tolerance(u_a: f64, u_b: f64, k: usize, scale: f64) -> f64 {
+    ((u_a + u_b + u_a * u_b) + (k as f64 + 4.0) * EPS) * scale + 1e-30
+}
+
+/// Runs every pairing of f32, f16 and bf16 for A and B on row-major data.
+fn run_mixed_case(seed: u64, (m, n, k): (usize, usize, usize)) {
+    let mut rng = Rng::new(seed);
+    let a = rng.vec(m * k, -1.0, 1.0);
+    let b = rng.vec(k * n, -1.0, 1.0);
+    let a16: Vec<f16> = a.iter().map(|&x| f16::from_f32(x)).collect();
+    let b16: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
+    let abf: Vec<bf16> = a.iter().map(|&x| bf16::from_f32(x)).collect();
+    let bbf: Vec<bf16> = b.iter().map(|&x| bf16::from_f32(x)).collect();
+    const U_F32: f64 = 0.0;
+    const U_F16: f64 = 1.0 / 4096.0;
+    const U_BF16: f64 = 1.0 / 512.0;
+
+    let run = |name: &str, wa: &dyn Fn(usize) -> f32, wb: &dyn Fn(usize) -> f32, ua: f64, ub: f64, c: &mut [f32]| {
+        let fa = |i: usize, p: usize| wa(i * k + p) as f64;
+        let fb = |p: usize, j: usize| wb(p * n + j) as f64;
+        let exact = reference::gemm(m, n, k, 1.0, fa, fb, 0.0, |_, _| 0.0);
+        let scale = reference::abs_product(m, n, k, fa, fb);
+        let orig = reference::gemm(m, n, k, 1.0, |i, p| a[i * k + p] as f64, |p, j| b[p * n + j] as f64, 0.0, |_, _| 0.0);
+        for idx in 0..m * n {
+            let got = c[idx] as f64;
+            let tol = (k as f64 + 4.0) * EPS * scale[idx] + 1e-30;
+            assert!((got - exact[idx]).abs() <= tol, "{name} C[{idx}]: got {got:e}, want {:e} (widened inputs), tol {tol:e}, m={m} n={n} k={k}", exact[idx]);
+            let tol = mixed_tolerance(ua, ub, k, scale[idx]);
+            assert!((got - orig[idx]).abs() <= tol, "{name} C[{idx}]: got {got:e}, want {:e} (f32 inputs), tol {tol:e}, m={m} n={n} k={k}", orig[idx]);
+        }
+    };
+
+    let mut c = vec![f32::NAN; m * n];
+    mlak::gemm_mixed(m, n, k, 1.0, &abf, k, 1, &bbf, n, 1, 0.0, &mut c, n, 1).unwrap();
+    run("bf16 x bf16", &|i| abf[i].to_f32(), &|i| bbf[i].to_f32(), U_BF16, U_BF16, &mut c);
+    mlak::gemm_mixed(m, n, k, 1.0, &a16, k, 1, &b16, n, 1, 0.0, &mut c, n, 1).unwrap();
+    run("f16 x f16", &|i| a16[i].to_f32(), &|i| b16[i].to_f32(), U_F16, U_F16, &mut c);
+    mlak::gemm_mixed(m, n, k, 1.0, &a, k, 1, &bbf, n, 1, 0.0, &mut c, n, 1).unwrap();
+    run("f32 x bf16", &|i| a[i], &|i| bbf[i].to_f32(), U_F32, U_BF16, &mut c);
+    mlak::gemm_mixed(m, n, k, 1.0, &abf, k, 1, &b16, n, 1, 0.0, &mut c, n, 1).unwrap();
+    run("bf16 x f16", &|i| abf[i].to_f32(), &|i| b16[i].to_f32(), U_BF16, U_F16, &mut c);
+    mlak::gemm_mixed(m, n, k, 1.0, &a16, k, 1, &b, n, 1, 0.0, &mut c, n, 1).unwrap();
+    run("f16 x f32", &|i| a16[i].to_f32(), &|i| b[i], U_F16, U_F32, &mut c);
+}
+
+#[test]
+fn empty_products_touch_nothing() {
+    let a = [1.0f32; 4];
+    let b = [1.0f32; 4];
+    let mut c = [f32::NAN; 4];
+    mlak::sgemm_strided(0, 2, 2, 1.0, &a, 2, 1, &b, 2, 1, 0.0, &mut c, 2, 1).unwrap();
+    mlak::sgemm_strided(2, 0, 2, 1.0, &a, 2, 1, &b, 2, 1, 0.0, &mut c, 2, 1).unwrap();
+    mlak::sgemm_strided(0, 0, 0, 1.0, &[], 0, 0, &[], 0, 0, 0.0, &mut [], 0, 0).unwrap();
+    assert!(c.iter().all(|x| x.is_nan()), "an empty product wrote to C: {c:?}");
+}
+
+#[test]
+fn alpha_zero_ignores_nan_inputs() {
+    let a = [f32::NAN; 4];
+    let b = [f32::INFINITY; 4];
+    let mut c = [1.0f32, 2.0, 3.0, 4.0];
+    mlak::sgemm_strided(2, 2, 2, 0.0, &a, 2, 1, &b, 2, 1, 0.5, &mut c, 2, 1).unwrap();
+    assert_eq!(c, [0.5, 1.0, 1.5, 2.0]);
+    let mut c = [f32::NAN; 4];
+    mlak::sgemm_strided(2, 2, 0, 1.0, &[], 0, 0, &[], 0, 0, 0.0, &mut c, 2, 1).unwrap();
+    assert_eq!(c, [0.0; 4], "k = 0 with beta = 0 must give zeros without reading C");
+}
+
+#[test]
+fn invalid_arguments_rejected() {
+    let a = [1.0f32; 6];
+    let b = [1.0f32; 6];
+    let mut c = [7.0f32; 4];
+    let short = mlak::sgemm_strided(2, 2, 3, 1.0, &a[..5], 3, 1, &b, 2, 1, 0.0, &mut c, 2, 1).unwrap_err();
+    assert_eq!(short.status(), mlak::Status::InvalidArgument, "{short}");
+    assert!(short.message().contains('a'), "{short}");
+    let aliased = mlak::sgemm_strided(2, 2, 3, 1.0, &a, 3, 1, &b, 2, 1, 0.0, &mut c, 1, 1).unwrap_err();
+    assert_eq!(aliased.status(), mlak::Status::InvalidArgument, "{aliased}");
+    let ld = mlak::sgemm(Layout::RowMajor, Transpose::No, Transpose::No, 2, 2, 3, 1.0, &a, 2, &b, 2, 0.0, &mut c, 2)
+        .unwrap_err();
+    assert!(ld.message().contains("lda"), "{ld}");
+    assert_eq!(c, [7.0; 4], "a rejected call wrote to C");
+}
