@@ -60,6 +60,21 @@
 
 #define MLAK_CPU_NEON_DOTPROD 34359738368
 
+// `CblasRowMajor`, as in every CBLAS header.
+#define MLAK_CBLAS_ROW_MAJOR 101
+
+// `CblasColMajor`.
+#define MLAK_CBLAS_COL_MAJOR 102
+
+// `CblasNoTrans`.
+#define MLAK_CBLAS_NO_TRANS 111
+
+// `CblasTrans`.
+#define MLAK_CBLAS_TRANS 112
+
+// `CblasConjTrans`; the same as `CblasTrans` for real matrices.
+#define MLAK_CBLAS_CONJ_TRANS 113
+
 // Result status of every fallible call; 0 is success.
 typedef enum {
   // The call succeeded.
@@ -101,6 +116,9 @@ typedef enum {
   MLAK_DTYPE_BF16 = 2,
 } mlak_dtype;
 
+// Data cache sizes in bytes.
+typedef struct CacheSizes CacheSizes;
+
 // Per-row outputs of the confidence estimators, for a temperature T and
 // p = softmax(x / T).
 typedef struct {
@@ -130,6 +148,8 @@ typedef struct {
 
 // All levels, in order.
 #define mlak_isa_ALL { mlak_isa_Scalar, mlak_isa_Avx2, mlak_isa_Avx512, mlak_isa_Neon, }
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -191,6 +211,131 @@ void mlak_set_num_threads(size_t n);
 // `MLAK_STATUS_INVALID_ARGUMENT` when `MLAK_NUM_THREADS` is not a positive
 // integer and no `mlak_set_num_threads` has overridden it.
 mlak_status mlak_get_num_threads(size_t *out);
+
+// Returns the outcome of the most recent `cblas_sgemm` or `sgemm_` call on
+// this thread: 0 when it succeeded (or before any call), the 1-based
+// position of the first invalid argument when it was rejected (the BLAS
+// INFO value that reference BLAS passes to XERBLA), or -1 when it failed
+// for another reason, such as a workspace allocation or an `MLAK_ISA`
+// naming a level this CPU lacks. `mlak_last_error` describes every
+// failure. A rejected call returns without writing C, printing or
+// aborting.
+int mlak_blas_last_error_parameter(void);
+
+// Computes `C = alpha·A·B + beta·C` for A m×k, B k×n and C m×n in f32,
+// where element (i, j) of X is `x[i*rs_x + j*cs_x]` (strides in elements,
+// >= 0; a zero stride in A or B repeats a row or column).
+//
+// Semantics: beta = 0 never reads C, so NaN or garbage there does not
+// leak; alpha = 0 or k = 0 gives beta·C without reading A or B (NaN in A or
+// B then does not propagate); m = 0 or n = 0 returns success touching
+// nothing. Otherwise NaN and infinities propagate as IEEE arithmetic does.
+//
+// Rules: distinct elements of C must have distinct addresses (one C stride
+// at least 1 and the other at least the span of the first one's
+// dimension), and the byte range C spans must not overlap the ranges of A
+// or B. Pointers may be NULL when their matrix is empty.
+mlak_status mlak_sgemm(int64_t m,
+                       int64_t n,
+                       int64_t k,
+                       float alpha,
+                       const float *a,
+                       int64_t rs_a,
+                       int64_t cs_a,
+                       const float *b,
+                       int64_t rs_b,
+                       int64_t cs_b,
+                       float beta,
+                       float *c,
+                       int64_t rs_c,
+                       int64_t cs_c);
+
+// As `mlak_sgemm`, with A and B each of the element type given by
+// `a_dtype` and `b_dtype` (`mlak_dtype` values: f32, or f16 / bf16 as
+// `uint16_t` bit patterns). Strides count elements of each operand's own
+// type. Inputs are widened to f32 exactly; products are accumulated in f32
+// and C is f32.
+mlak_status mlak_gemm_mixed(int64_t m,
+                            int64_t n,
+                            int64_t k,
+                            float alpha,
+                            const void *a,
+                            uint32_t a_dtype,
+                            int64_t rs_a,
+                            int64_t cs_a,
+                            const void *b,
+                            uint32_t b_dtype,
+                            int64_t rs_b,
+                            int64_t cs_b,
+                            float beta,
+                            float *c,
+                            int64_t rs_c,
+                            int64_t cs_c);
+
+// BLAS-compatible `cblas_sgemm`: `C = alpha·op(A)·op(B) + beta·C` with
+// op(A) m×k, op(B) k×n and C m×n, in `order` (`CblasRowMajor` = 101 or
+// `CblasColMajor` = 102), with `trans_a` and `trans_b` each
+// `CblasNoTrans` (111), `CblasTrans` (112) or `CblasConjTrans` (113, the
+// same as 112 for real data). Each leading dimension must be at least
+// max(1, stored row length) in row-major or max(1, stored column length)
+// in column-major order, as in reference CBLAS.
+//
+// Invalid arguments are reported the BLAS way without aborting or
+// printing: the call returns without touching C, and
+// `mlak_blas_last_error_parameter()` returns the argument's position in
+// this signature (1 order, 2 trans_a, 3 trans_b, 4 m, 5 n, 6 k, 9 lda,
+// 11 ldb, 14 ldc), checked in that order. Beyond reference CBLAS, a NULL
+// or misaligned A, B or C with a non-empty extent gives 8, 10 or 13, and
+// C overlapping A or B gives 13. `mlak_last_error` holds the message.
+//
+// Semantics as for `mlak_sgemm`: beta = 0 never reads C, alpha = 0 or
+// k = 0 gives beta·C, m = 0 or n = 0 returns at once.
+void cblas_sgemm(int order,
+                 int trans_a,
+                 int trans_b,
+                 int m,
+                 int n,
+                 int k,
+                 float alpha,
+                 const float *a,
+                 int lda,
+                 const float *b,
+                 int ldb,
+                 float beta,
+                 float *c,
+                 int ldc);
+
+// Fortran-convention `sgemm_` (column-major, every argument by
+// reference): `C = alpha·op(A)·op(B) + beta·C` with `transa` and `transb`
+// each 'N', 'T' or 'C' (either case; 'C' is 'T' for real data).
+//
+// Invalid arguments are reported as reference BLAS numbers them in INFO,
+// without calling XERBLA, aborting or printing: the call returns without
+// touching C and `mlak_blas_last_error_parameter()` returns 1 transa,
+// 2 transb, 3 m, 4 n, 5 k, 8 lda, 10 ldb or 13 ldc, checked in that order.
+// Beyond reference BLAS, a NULL argument pointer gives its own position
+// (6 alpha, 7 a, 9 b, 11 beta, 12 c, the others as above), a NULL or
+// misaligned A, B or C with a non-empty extent gives 7, 9 or 12, and C
+// overlapping A or B gives 12. The hidden string-length arguments that
+// Fortran compilers append are ignored.
+//
+// # Safety
+//
+// Each non-NULL pointer addresses a readable value of its type, and a, b
+// and c address the matrices their dimensions describe.
+void sgemm_(const char *transa,
+            const char *transb,
+            const int *m,
+            const int *n,
+            const int *k,
+            const float *alpha,
+            const float *a,
+            const int *lda,
+            const float *b,
+            const int *ldb,
+            const float *beta,
+            float *c,
+            const int *ldc);
 
 // Computes `y = softmax(x / temperature)` over each of `rows` rows of `n`
 // floats. Row r of x starts at `x + r * x_row_stride` (strides in elements,

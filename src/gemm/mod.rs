@@ -17,6 +17,10 @@ mod blocking;
 mod pack;
 
 pub use api::{gemm_mixed, sgemm, sgemm_strided as sgemm_strided_safe, GemmInput, Layout, Transpose};
+pub(crate) use api::{
+    check_output_strides as api_check_output_strides, extent as api_extent, op_strides as api_op_strides,
+    stored_width as api_stored_width,
+};
 pub(crate) use blocking::{blocking_for, cache_sizes};
 pub(crate) use pack::Operand;
 
@@ -81,7 +85,8 @@ const MIN_MACS_PER_THREAD: usize = 1 << 22;
 /// Every element addressed by the shapes and strides is valid (readable
 /// for A and B, readable and writable for C), and C overlaps neither A nor
 /// B nor itself (distinct (i, j) map to distinct addresses).
-#[allow(clippy::too_many_arguments)]
+// The f32 entry point for other kernel families' drivers.
+#[allow(clippy::too_many_arguments, dead_code)]
 pub(crate) unsafe fn sgemm_strided(
     m: usize,
     n: usize,
