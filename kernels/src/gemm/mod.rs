@@ -66,28 +66,33 @@ pub unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(
     debug_assert!((1..=MR).contains(&m) && (1..=nr).contains(&n), "edge {m}x{n} outside tile {MR}x{nr}");
     debug_assert!(kc == 0 || (!a.is_null() && !b.is_null()), "null packed panel");
 
+    // alpha and beta wait in memory: held in registers across the loop,
+    // they would push an accumulator of the 16-register AVX2 tile onto the
+    // stack.
+    let scalars = [alpha, beta];
     let zero = s.splat(0.0);
     let mut acc = [[zero; NV]; MR];
-    let (mut ap, mut bp) = (a, b);
-    for _ in 0..kc {
-        // SAFETY: the step reads a[0 .. MR] and b[0 .. NR] of the current
-        // depth, inside the `kc · MR` and `kc · NR` panels.
+    // Unrolled by 4 so that loop overhead stays off the front end, which
+    // the 16-register AVX2 tile otherwise saturates.
+    let mut p = 0;
+    while p + 4 <= kc {
+        // SAFETY (each step): p + 3 < kc, inside both panels.
         unsafe {
-            let mut bv = [zero; NV];
-            for (v, slot) in bv.iter_mut().enumerate() {
-                *slot = s.load(bp.add(v * l));
-            }
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = s.splat(*ap.add(i));
-                for (v, lane) in row.iter_mut().enumerate() {
-                    *lane = s.fma(ai, bv[v], *lane);
-                }
-            }
-            ap = ap.add(MR);
-            bp = bp.add(nr);
+            tile_step::<S, MR, NV>(s, &mut acc, a.add(p * MR), b.add(p * nr));
+            tile_step::<S, MR, NV>(s, &mut acc, a.add((p + 1) * MR), b.add((p + 1) * nr));
+            tile_step::<S, MR, NV>(s, &mut acc, a.add((p + 2) * MR), b.add((p + 2) * nr));
+            tile_step::<S, MR, NV>(s, &mut acc, a.add((p + 3) * MR), b.add((p + 3) * nr));
         }
+        p += 4;
+    }
+    while p < kc {
+        // SAFETY: p < kc, inside both panels.
+        unsafe { tile_step::<S, MR, NV>(s, &mut acc, a.add(p * MR), b.add(p * nr)) };
+        p += 1;
     }
 
+    // SAFETY: both reads are of a live local array.
+    let (alpha, beta) = unsafe { (core::ptr::read_volatile(&scalars[0]), core::ptr::read_volatile(&scalars[1])) };
     let va = s.splat(alpha);
     if m == MR && n == nr && cs_c == 1 {
         for (i, row) in acc.iter().enumerate() {
@@ -128,14 +133,43 @@ pub unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(
     }
 }
 
+/// One depth step of [`tile`]: the rank-1 update of the accumulators with
+/// the `MR` values at `a` and the `NV · LANES` values at `b`.
+///
+/// # Safety
+///
+/// `a[0 .. MR]` and `b[0 .. NV · LANES]` are readable.
+#[inline(always)]
+unsafe fn tile_step<S: SimdF32, const MR: usize, const NV: usize>(
+    s: S,
+    acc: &mut [[S::V; NV]; MR],
+    a: *const f32,
+    b: *const f32,
+) {
+    let zero = s.splat(0.0);
+    let mut bv = [zero; NV];
+    // SAFETY: the caller guarantees both ranges are readable.
+    unsafe {
+        for (v, slot) in bv.iter_mut().enumerate() {
+            *slot = s.load(b.add(v * S::LANES));
+        }
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = s.splat(*a.add(i));
+            for (v, lane) in row.iter_mut().enumerate() {
+                *lane = s.fma(ai, bv[v], *lane);
+            }
+        }
+    }
+}
+
 /// Skinny product in "axpy" form, for B and C stored with contiguous rows:
 /// `C[i, j] += Σ_p A[i, p] · B[p, j]` for `i < m`, `j < n`, where A is
 /// packed k-major (`a[p * m + i]`, any scaling by alpha already applied),
 /// `B[p, j]` is at `b[p * rs_b + j]` and `C[i, j]` at `c[i * rs_c + j]`.
 ///
-/// B is streamed once, row by row, in blocks of [`SKINNY_COLS`] columns
-/// and 8 rows at a time; each block of C rows stays in L1 while the rows of
-/// B stream past it. Partial vectors use masked tail loads and stores, so
+/// B is streamed once, row by row, in blocks of `SKINNY_C_FLOATS / m`
+/// columns (at least [`SKINNY_MIN_COLS`]) and 8 rows at a time; each block
+/// of C rows stays in L1 while the rows of B stream past it. Partial vectors use masked tail loads and stores, so
 /// nothing past column `n` is read or written. C is read, so the caller
 /// applies beta (writing zeros for beta = 0) before the call.
 ///
@@ -161,7 +195,7 @@ pub unsafe fn skinny_rows<S: SimdF32>(
     let l = S::LANES;
     let mut j0 = 0;
     while j0 < n {
-        let jw = (n - j0).min(SKINNY_COLS);
+        let jw = (n - j0).min((SKINNY_C_FLOATS / m).max(SKINNY_MIN_COLS));
         let mut p = 0;
         while p < k {
             let pb = (k - p).min(P);
@@ -172,18 +206,17 @@ pub unsafe fn skinny_rows<S: SimdF32>(
                 // are read at columns j0 + jv .. + nl <= n only, and A at
                 // a[(p + q) · m + i] with p + q < k, i < m.
                 unsafe {
-                    let load = |ptr: *const f32| if nl == l { s.load(ptr) } else { s.load_tail(ptr, nl, 0.0) };
                     let col = j0 + jv;
                     let zero = s.splat(0.0);
                     let mut bv = [zero; P];
                     for (q, slot) in bv.iter_mut().enumerate().take(pb) {
-                        *slot = load(b.add((p + q) * rs_b + col));
+                        *slot = load_part(s, b.add((p + q) * rs_b + col), nl);
                     }
                     for i in 0..m {
                         let ci = c.add(i * rs_c + col);
                         let ap = a.add(p * m + i);
                         // Two partial sums halve the dependent FMA chain.
-                        let mut even = load(ci);
+                        let mut even = load_part(s, ci, nl);
                         let mut odd = zero;
                         for q in 0..pb {
                             let aq = s.splat(*ap.add(q * m));
@@ -209,9 +242,30 @@ pub unsafe fn skinny_rows<S: SimdF32>(
     }
 }
 
-/// Columns of C per block of [`skinny_rows`]: 16 rows of 256 floats are
-/// 16 KiB, half of the smallest common L1d.
-pub const SKINNY_COLS: usize = 256;
+/// Loads `nl <= LANES` values from `p`, the rest of the lanes 0. A helper
+/// function rather than a closure, because closures do not inherit the
+/// caller's target features and would not inline.
+///
+/// # Safety
+///
+/// `p .. p + nl` is readable.
+#[inline(always)]
+unsafe fn load_part<S: SimdF32>(s: S, p: *const f32, nl: usize) -> S::V {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if nl == S::LANES {
+            s.load(p)
+        } else {
+            s.load_tail(p, nl, 0.0)
+        }
+    }
+}
+
+/// Floats of C per block of [`skinny_rows`]: 16 KiB, half of the smallest
+/// common L1d. Wider blocks give each row of B a longer contiguous run.
+pub const SKINNY_C_FLOATS: usize = 4096;
+/// Minimum columns per block of [`skinny_rows`].
+pub const SKINNY_MIN_COLS: usize = 256;
 
 /// Skinny product in "dot" form, for B stored with contiguous columns:
 /// `C[i, j] = alpha · Σ_p A[i, p] · B[p, j] + beta · C[i, j]` for `i < m`,
@@ -251,10 +305,16 @@ pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
     while i0 < m {
         // Rows and columns past the edge alias the last valid one, so the
         // loop body stays branch-free; their results are discarded.
-        let rows: [usize; R] = core::array::from_fn(|r| (i0 + r).min(m - 1));
+        let mut rows = [0usize; R];
+        for (r, slot) in rows.iter_mut().enumerate() {
+            *slot = (i0 + r).min(m - 1);
+        }
         let mut j0 = 0;
         while j0 < n {
-            let cols: [usize; CJ] = core::array::from_fn(|q| (j0 + q).min(n - 1));
+            let mut cols = [0usize; CJ];
+            for (q, slot) in cols.iter_mut().enumerate() {
+                *slot = (j0 + q).min(n - 1);
+            }
             let mut acc = [[zero; CJ]; R];
             let mut p = 0;
             // SAFETY (whole block): every load reads k-range p .. p + l
@@ -262,7 +322,10 @@ pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
             // of B.
             unsafe {
                 while p + l <= k {
-                    let bv: [S::V; CJ] = core::array::from_fn(|q| s.load(b.add(cols[q] * cs_b + p)));
+                    let mut bv = [zero; CJ];
+                    for (q, slot) in bv.iter_mut().enumerate() {
+                        *slot = s.load(b.add(cols[q] * cs_b + p));
+                    }
                     for (r, row) in acc.iter_mut().enumerate() {
                         let av = s.load(a.add(rows[r] * k + p));
                         for (q, lane) in row.iter_mut().enumerate() {
@@ -273,7 +336,10 @@ pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
                 }
                 if p < k {
                     let t = k - p;
-                    let bv: [S::V; CJ] = core::array::from_fn(|q| s.load_tail(b.add(cols[q] * cs_b + p), t, 0.0));
+                    let mut bv = [zero; CJ];
+                    for (q, slot) in bv.iter_mut().enumerate() {
+                        *slot = s.load_tail(b.add(cols[q] * cs_b + p), t, 0.0);
+                    }
                     for (r, row) in acc.iter_mut().enumerate() {
                         let av = s.load_tail(a.add(rows[r] * k + p), t, 0.0);
                         for (q, lane) in row.iter_mut().enumerate() {
