@@ -227,6 +227,8 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
     let unit = |x: isize| x == 1;
     let candidates = [*p, p.t()];
     for q in candidates {
+        // NOTE: an f16 or bf16 large operand takes the packed path, which
+        // converts it while packing; the skinny kernels stream f32 only.
         if q.m > SKINNY_MAX || q.n <= SKINNY_MAX || q.b.dtype != Dtype::F32 {
             continue;
         }

@@ -1,5 +1,9 @@
 //! Packing of A and B blocks into the micro-panel layouts of the tile
 //! kernels, widening f16 and bf16 inputs to f32 on the way.
+//!
+//! NOTE: bf16 and f16 inputs are multiplied by the f32 tile kernels after
+//! this widening, so they run at f32 speed; no kernel uses the AVX512_BF16
+//! dot product (`vdpbf16ps`) yet.
 
 use crate::dtype::Dtype;
 use half::{bf16, f16};

@@ -7,9 +7,9 @@
 //! threading and argument checks live in the `mlak` crate's driver.
 //!
 //! Packed layouts (all f32, no alignment required):
-//! - an A micro-panel holds `kc` columns of `MR` rows: element (i, p) of the
+//! - an A micro-panel contains `kc` columns of `MR` rows: element (i, p) of the
 //!   tile's A is at `a[p * MR + i]`;
-//! - a B micro-panel holds `kc` rows of `NR` columns: element (p, j) is at
+//! - a B micro-panel contains `kc` rows of `NR` columns: element (p, j) is at
 //!   `b[p * NR + j]`.
 //!
 //! The packer fills rows `i >= m` and columns `j >= n` of an edge tile with
@@ -36,8 +36,8 @@ pub const MAX_TILE: usize = 16 * 32;
 /// Units: `kc` counts depth steps, `rs_c` and `cs_c` are in elements (any
 /// sign). With `beta == 0` the kernel never reads C, so NaN there is
 /// overwritten. A full tile with `cs_c == 1` is updated with vector loads and
-/// stores; an edge tile (or other strides) goes through a stack buffer and
-/// touches only the `m × n` elements it owns.
+/// stores. An edge tile, or a tile with other strides, goes through a stack
+/// buffer and touches only the `m × n` elements it owns.
 ///
 /// # Safety
 ///
