@@ -74,7 +74,8 @@ pub unsafe trait SimdF32: Copy {
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
-    /// Fused `a * b + c` with one rounding.
+    /// `a * b + c`, fused with one rounding on every vector level; the
+    /// scalar level rounds twice.
     fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// Lane-wise maximum. The result for a NaN lane is unspecified.
     fn max(self, a: Self::V, b: Self::V) -> Self::V;
