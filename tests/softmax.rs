@@ -62,7 +62,8 @@ fn check_log_softmax_row(got: &[f32], row: &[f32], t: f32, r: usize, shape: &str
 fn check_confidence(got: &Confidence, row: &[f32], t: f32, r: usize, shape: &str) {
     let want = reference::confidence(row, 1.0 / t as f64);
     let n = row.len();
-    let spread = row.iter().map(|&v| (row_max(row) - v as f64) / t as f64).filter(|d| d.is_finite()).fold(0.0, f64::max);
+    let m = row_max(row);
+    let spread = row.iter().map(|&v| (m - v as f64) / t as f64).filter(|d| d.is_finite()).fold(0.0, f64::max);
     let sum_rel = EPS * (8.0 + 0.01 * n as f64 + spread);
     let checks = [
         ("entropy", got.entropy, want.entropy, sum_rel * (1.0 + (n.max(1) as f64).ln() + spread)),
