@@ -81,7 +81,7 @@ mod x86 {
         for c in chunks {
             let p = c.as_ptr();
             for (k, v) in acc.iter_mut().enumerate() {
-                // SAFETY: each chunk holds 64 floats, 4 vectors of 16.
+                // SAFETY: each chunk has 64 floats, 4 vectors of 16.
                 *v = _mm512_add_ps(*v, unsafe { _mm512_loadu_ps(p.add(16 * k)) });
             }
         }

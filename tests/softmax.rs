@@ -6,8 +6,8 @@
 //!   |x − max|/T · EPS of relative error in each e^arg;
 //! - the vector exp adds at most `EXP_MAX_ULP` ulp, and the final multiply
 //!   or subtraction one more rounding: 8 EPS covers both with margin;
-//! - the row sum adds positive terms in f32 over 1 to 64 partial sums; its
-//!   relative error grows like sqrt(terms)·EPS in practice and n/4·EPS at
+//! - the row sum adds positive terms in f32 over 1 to 64 partial sums. Its
+//!   relative error grows like sqrt(terms)·EPS in practice, and n/4·EPS at
 //!   worst. 0.01·n·EPS bounds the practical growth for every n tested while
 //!   still catching any wrong term, which costs at least 1/n of the sum.
 
@@ -304,7 +304,8 @@ macro_rules! isa_suite {
                     }
                     assert!(!exit[5], "a NaN row must never exit");
                     assert_eq!(count, expected, "returned count");
-                    assert!(count > 0 && count < rows, "thresholds should split the rows, got {count}");
+                    assert!(count > 0, "no row passed the thresholds");
+                    assert!(count < rows, "every row passed the thresholds");
                     let mut exit2 = vec![false; rows];
                     let count2 = mlak::early_exit(&data, n, rows, n, 1.0, &t, &mut exit2, None).unwrap();
                     assert_eq!((count2, &exit2), (count, &exit), "stats output must not change the decision");
@@ -369,7 +370,8 @@ fn softmax_rejects_bad_arguments() {
     let mut y = vec![0.0f32; 20];
     let e = mlak::softmax(&x, 3, &mut y, 5, 2, 5, 1.0).unwrap_err();
     assert_eq!(e.status(), mlak::Status::InvalidArgument);
-    assert!(e.message().contains("x_stride = 3") && e.message().contains("n = 5"), "{}", e.message());
+    assert!(e.message().contains("x_stride = 3"), "{}", e.message());
+    assert!(e.message().contains("n = 5"), "{}", e.message());
     let e = mlak::softmax(&x, 5, &mut y, 5, 5, 5, 1.0).unwrap_err();
     assert!(e.message().contains("x has 20 elements but the shape needs 25"), "{}", e.message());
     for t in [0.0, -1.0, f32::NAN, f32::INFINITY, 1e-40] {

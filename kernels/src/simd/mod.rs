@@ -113,7 +113,7 @@ pub const EXP_LO: f32 = -87.336_55;
 /// Bound on the error of [`exp`] on `[EXP_LO, EXP_HI]`, in units in the last
 /// place of the correctly rounded f32 result. The test suite checks it on
 /// every 61st f32 of the range under each instruction set and measured at
-/// most 1 ulp there; the bound keeps 1 ulp of margin for the points between.
+/// most 1 ulp there. The bound keeps 1 ulp of margin for the points between.
 pub const EXP_MAX_ULP: u32 = 2;
 
 /// Computes e^x lane-wise.
@@ -147,7 +147,7 @@ pub fn exp_nonpositive<S: SimdF32>(s: S, x: S::V) -> S::V {
     s.select(s.lt(x, s.splat(EXP_LO)), s.splat(0.0), y)
 }
 
-/// The body of [`exp`] for x already clamped to `[EXP_LO, EXP_HI]`.
+/// Computes the body of [`exp`] for x already clamped to `[EXP_LO, EXP_HI]`.
 #[inline(always)]
 fn exp_in_range<S: SimdF32>(s: S, xc: S::V) -> S::V {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
