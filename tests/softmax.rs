@@ -384,3 +384,23 @@ fn softmax_rejects_bad_arguments() {
     let e = mlak::early_exit(&x, 5, 2, 5, 1.0, &t, &mut exit, None).unwrap_err();
     assert!(e.message().contains("thresholds.max_entropy = NaN"), "{}", e.message());
 }
+
+#[test]
+fn softmax_concurrent_callers_agree() {
+    let (rows, n) = (16, 3000);
+    let data = Rng::new(21).vec(rows * n, -8.0, 8.0);
+    let mut expected = vec![0.0f32; rows * n];
+    mlak::softmax(&data, n, &mut expected, n, rows, n, 1.0).unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (data, expected) = (&data, &expected);
+            scope.spawn(move || {
+                let mut y = vec![0.0f32; rows * n];
+                for _ in 0..20 {
+                    mlak::softmax(data, n, &mut y, n, rows, n, 1.0).unwrap();
+                    assert!(y == *expected, "caller thread {t} got different bits");
+                }
+            });
+        }
+    });
+}
