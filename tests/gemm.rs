@@ -447,3 +447,42 @@ fn invalid_arguments_rejected() {
     assert!(ld.message().contains("lda"), "{ld}");
     assert_eq!(c, [7.0; 4], "a rejected call wrote to C");
 }
+
+#[test]
+fn cblas_reports_parameter_position() {
+    use mlak::ffi::{cblas_sgemm, mlak_blas_last_error_parameter, MLAK_CBLAS_NO_TRANS as N, MLAK_CBLAS_ROW_MAJOR as R};
+    let a = [1.0f32; 16];
+    let b = [1.0f32; 16];
+    let mut c = [42.0f32; 16];
+    // (order, trans_a, m, lda, ldc, expected INFO)
+    let cases = [(7, N, 2, 2, 2, 1), (R, 0, 2, 2, 2, 2), (R, N, -1, 2, 2, 4), (R, N, 2, 1, 2, 9), (R, N, 2, 2, 1, 14)];
+    for (order, ta, m, lda, ldc, want) in cases {
+        cblas_sgemm(order, ta, N, m, 2, 2, 1.0, a.as_ptr(), lda, b.as_ptr(), 2, 0.0, c.as_mut_ptr(), ldc);
+        let info = mlak_blas_last_error_parameter();
+        assert_eq!(info, want, "INFO for order={order} trans_a={ta} m={m} lda={lda} ldc={ldc}");
+        assert!(c.iter().all(|&x| x == 42.0), "a rejected call wrote to C: {c:?}");
+    }
+    cblas_sgemm(R, N, N, 2, 2, 2, 1.0, a.as_ptr(), 2, b.as_ptr(), 2, 0.0, c.as_mut_ptr(), 2);
+    assert_eq!(mlak_blas_last_error_parameter(), 0, "a valid call must reset INFO");
+    assert_eq!(&c[..4], &[2.0; 4]);
+}
+
+#[test]
+fn fortran_sgemm_reports_parameter_position() {
+    use mlak::ffi::{mlak_blas_last_error_parameter, sgemm_};
+    let (a, b) = ([1.0f32; 16], [1.0f32; 16]);
+    let mut c = [42.0f32; 16];
+    let (alpha, beta) = (1.0f32, 0.0f32);
+    // (transa, m, lda, ldb, ldc, expected INFO)
+    let cases = [(b'X', 2, 2, 2, 2, 1), (b'N', -1, 2, 2, 2, 3), (b'N', 3, 2, 2, 3, 8), (b'N', 2, 2, 1, 2, 10), (b'N', 3, 3, 2, 2, 13)];
+    for (ta, m, lda, ldb, ldc, want) in cases {
+        let (ta, tb, n, k) = (ta as std::ffi::c_char, b'N' as std::ffi::c_char, 2, 2);
+        // SAFETY: every pointer addresses a live local of the right type,
+        // and the buffers hold 16 elements, more than any shape here spans.
+        unsafe {
+            sgemm_(&ta, &tb, &m, &n, &k, &alpha, a.as_ptr(), &lda, b.as_ptr(), &ldb, &beta, c.as_mut_ptr(), &ldc)
+        };
+        assert_eq!(mlak_blas_last_error_parameter(), want, "INFO for transa={ta} m={m} lda={lda} ldb={ldb} ldc={ldc}");
+        assert!(c.iter().all(|&x| x == 42.0), "a rejected call wrote to C: {c:?}");
+    }
+}
