@@ -31,6 +31,7 @@ use crate::threads::{num_threads, parallel_for, SharedPtr};
 
 type TileFn = unsafe fn(usize, f32, *const f32, *const f32, f32, *mut f32, isize, isize, usize, usize);
 type SkinnyRowsFn = unsafe fn(usize, usize, usize, *const f32, *const f32, usize, *mut f32, usize);
+type Bf16TileFn = unsafe fn(usize, f32, *const u16, *const u16, f32, *mut f32, isize, isize, usize, usize);
 type SkinnyDotsFn =
     unsafe fn(usize, usize, usize, f32, *const f32, *const f32, usize, f32, *mut f32, isize, isize);
 
@@ -41,12 +42,22 @@ pub(crate) struct GemmKernels {
     nr: usize,
     skinny_rows: SkinnyRowsFn,
     skinny_dots: SkinnyDotsFn,
+    /// Tile kernel for bf16 × bf16 with the same `mr × nr`, where the
+    /// level has one; it also needs the AVX512_BF16 feature at run time.
+    bf16_tile: Option<Bf16TileFn>,
 }
 
 macro_rules! gemm_table {
     ($module:ident, $tile:ident, $rows:ident, $dots:ident) => {{
         use mlak_kernels::gemm::$module as k;
-        GemmKernels { tile: k::$tile, mr: k::MR, nr: k::NR, skinny_rows: k::$rows, skinny_dots: k::$dots }
+        GemmKernels {
+            tile: k::$tile,
+            mr: k::MR,
+            nr: k::NR,
+            skinny_rows: k::$rows,
+            skinny_dots: k::$dots,
+            bf16_tile: None,
+        }
     }};
 }
 
@@ -57,8 +68,10 @@ impl GemmKernels {
     pub(crate) const AVX2: Self =
         gemm_table!(avx2, f32_gemm_6x16_avx2, f32_gemm_skinny_rows_avx2, f32_gemm_skinny_dots_avx2);
     #[cfg(target_arch = "x86_64")]
-    pub(crate) const AVX512: Self =
-        gemm_table!(avx512, f32_gemm_12x32_avx512, f32_gemm_skinny_rows_avx512, f32_gemm_skinny_dots_avx512);
+    pub(crate) const AVX512: Self = GemmKernels {
+        bf16_tile: Some(mlak_kernels::gemm::avx512::bf16_gemm_12x32_avx512bf16),
+        ..gemm_table!(avx512, f32_gemm_12x32_avx512, f32_gemm_skinny_rows_avx512, f32_gemm_skinny_dots_avx512)
+    };
     #[cfg(target_arch = "aarch64")]
     pub(crate) const NEON: Self =
         gemm_table!(neon, f32_gemm_8x12_neon, f32_gemm_skinny_rows_neon, f32_gemm_skinny_dots_neon);
@@ -352,6 +365,14 @@ unsafe fn packed(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()>
     let kc = blk.kc.min(p.k);
     let mc = blk.mc.min(p.m.div_ceil(mr) * mr);
     let nc = blk.nc.min(p.n.div_ceil(nr) * nr);
+    // bf16 × bf16 runs on the pair-dot-product kernel where the CPU has it;
+    // its packed pairs (2 bytes each, kc rounded up to even, which it is)
+    // fit in the f32 buffers sized below.
+    let bf16_tile = table.bf16_tile.filter(|_| {
+        p.a.dtype == Dtype::Bf16
+            && p.b.dtype == Dtype::Bf16
+            && crate::dispatch::cpu_features() & crate::dispatch::feature::AVX512_BF16 != 0
+    });
     let mut buffers = Vec::with_capacity(parts);
     for _ in 0..parts {
         buffers.push((workspace(mc * kc)?, workspace(kc * nc)?));
@@ -372,7 +393,10 @@ unsafe fn packed(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()>
                 } else {
                     Problem { m: hi - lo, a: p.a.at(lo, 0), c: SharedPtr(p.c.get().offset(lo as isize * p.rs_c)), ..*p }
                 };
-                packed_serial(table, &sub, blk, abuf, bbuf);
+                match bf16_tile {
+                    Some(f) => packed_serial_bf16(f, mr, nr, &sub, blk, abuf, bbuf),
+                    None => packed_serial(table, &sub, blk, abuf, bbuf),
+                }
             }
         }
     });
@@ -414,6 +438,73 @@ unsafe fn packed_serial(table: &GemmKernels, p: &Problem, blk: blocking::Blockin
                                 p.alpha,
                                 abuf.as_ptr().add(ir * kb),
                                 bbuf.as_ptr().add(jr * kb),
+                                beta,
+                                c.offset(i * p.rs_c + j * p.cs_c),
+                                p.rs_c,
+                                p.cs_c,
+                                mr.min(mb - ir),
+                                nr.min(nb - jr),
+                            )
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reinterprets an f32 workspace as bf16 storage of twice the length.
+fn as_u16(buf: &mut [f32]) -> &mut [u16] {
+    // SAFETY: u16 has a smaller alignment than f32, every bit pattern is a
+    // valid u16, and the new slice covers exactly the same bytes.
+    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u16>(), buf.len() * 2) }
+}
+
+/// The blocked loops of the packed path for bf16 × bf16 on one thread,
+/// with the AVX512_BF16 tile kernel `tile` of size `mr × nr`.
+///
+/// # Safety
+///
+/// As for [`packed_serial`], with A and B bf16, `blk.kc` even and the CPU
+/// running AVX512_BF16.
+#[allow(clippy::too_many_arguments)]
+unsafe fn packed_serial_bf16(
+    tile: Bf16TileFn,
+    mr: usize,
+    nr: usize,
+    p: &Problem,
+    blk: blocking::Blocking,
+    abuf: &mut [f32],
+    bbuf: &mut [f32],
+) {
+    debug_assert!(blk.kc % 2 == 0, "kc = {} must be even for depth pairs", blk.kc);
+    let (abuf, bbuf) = (as_u16(abuf), as_u16(bbuf));
+    let c = p.c.get();
+    for jc in (0..p.n).step_by(blk.nc) {
+        let nb = blk.nc.min(p.n - jc);
+        for pc in (0..p.k).step_by(blk.kc) {
+            let kb = blk.kc.min(p.k - pc);
+            let kp = kb.div_ceil(2);
+            let beta = if pc == 0 { p.beta } else { 1.0 };
+            // SAFETY: the block is inside B, and bbuf holds nb rounded up
+            // to NR times 2·kp values.
+            unsafe { pack::pack_bf16_pairs(p.b.at(pc, jc).t(), nb, kb, nr, bbuf) };
+            for ic in (0..p.m).step_by(blk.mc) {
+                let mb = blk.mc.min(p.m - ic);
+                // SAFETY: the block is inside A, and abuf holds mb rounded
+                // up to MR times 2·kp values.
+                unsafe { pack::pack_bf16_pairs(p.a.at(ic, pc), mb, kb, mr, abuf) };
+                for jr in (0..nb).step_by(nr) {
+                    for ir in (0..mb).step_by(mr) {
+                        let (i, j) = ((ic + ir) as isize, (jc + jr) as isize);
+                        // SAFETY: the micro-panels are inside the packed
+                        // buffers, and the clipped tile is inside C.
+                        unsafe {
+                            tile(
+                                kp,
+                                p.alpha,
+                                abuf.as_ptr().add(ir * 2 * kp),
+                                bbuf.as_ptr().add(jr * 2 * kp),
                                 beta,
                                 c.offset(i * p.rs_c + j * p.cs_c),
                                 p.rs_c,

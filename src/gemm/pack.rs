@@ -1,9 +1,8 @@
 //! Packing of A and B blocks into the micro-panel layouts of the tile
 //! kernels, widening f16 and bf16 inputs to f32 on the way.
 //!
-//! NOTE: bf16 and f16 inputs are multiplied by the f32 tile kernels after
-//! this widening, so they run at f32 speed; no kernel uses the AVX512_BF16
-//! dot product (`vdpbf16ps`) yet.
+//! bf16 × bf16 blocks on CPUs with AVX512_BF16 are instead packed as depth
+//! pairs for the `vdpbf16ps` tile kernel (`pack_bf16_pairs`).
 
 use crate::dtype::Dtype;
 use half::{bf16, f16};
@@ -133,4 +132,39 @@ pub(crate) unsafe fn copy_dense(src: Operand, rows: usize, cols: usize, dst: &mu
     // per row: element (i, j) lands at i * cols + j.
     // SAFETY: forwarded contract.
     unsafe { pack(src, rows, cols, 1, dst) }
+}
+
+/// Copies the `rows × cols` block of a bf16 `src` into `dst` as depth pairs
+/// for the AVX512_BF16 tile: element (i, 2q + t) lands at
+/// `dst[(i / w) * w * 2 * pairs + q * 2 * w + (i % w) * 2 + t]`, where
+/// `pairs = cols.div_ceil(2)`. Rows past `rows` and the odd column past
+/// `cols` are zero. This is the A layout for `w = MR`, and the B layout for
+/// the transposed view with `w = NR`.
+///
+/// # Safety
+///
+/// `src` is bf16 and every element of the block is readable; `dst` holds
+/// `rows.div_ceil(w) * w * 2 * cols.div_ceil(2)` values.
+pub(crate) unsafe fn pack_bf16_pairs(src: Operand, rows: usize, cols: usize, w: usize, dst: &mut [u16]) {
+    debug_assert_eq!(src.dtype, Dtype::Bf16);
+    let pairs = cols.div_ceil(2);
+    debug_assert!(dst.len() >= rows.div_ceil(w) * w * 2 * pairs);
+    let p = src.ptr.cast::<u16>();
+    let get = |i: usize, j: usize| {
+        // SAFETY: i < rows and j < cols, inside the block.
+        unsafe { p.offset(i as isize * src.rs + j as isize * src.cs).read_unaligned() }
+    };
+    for (panel, chunk) in dst.chunks_mut(w * 2 * pairs).take(rows.div_ceil(w)).enumerate() {
+        let i0 = panel * w;
+        let h = (rows - i0).min(w);
+        for q in 0..pairs {
+            let run = &mut chunk[q * 2 * w..(q + 1) * 2 * w];
+            for r in 0..w {
+                for t in 0..2 {
+                    let j = 2 * q + t;
+                    run[r * 2 + t] = if r < h && j < cols { get(i0 + r, j) } else { 0 };
+                }
+            }
+        }
+    }
 }

@@ -93,6 +93,32 @@ pub unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(
 
     // SAFETY: both reads are of a live local array.
     let (alpha, beta) = unsafe { (core::ptr::read_volatile(&scalars[0]), core::ptr::read_volatile(&scalars[1])) };
+    // SAFETY: forwarded C contract.
+    unsafe { store_tile::<S, MR, NV>(s, &acc, alpha, beta, c, rs_c, cs_c, m, n) }
+}
+
+/// Writes `C = alpha · acc + beta · C` for the top-left `m × n` corner of an
+/// `MR × NR` accumulator tile; the store half of [`tile`], shared with the
+/// bf16 tile kernel. With `beta == 0`, C is never read.
+///
+/// # Safety
+///
+/// As for the C part of [`tile`]'s contract.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn store_tile<S: SimdF32, const MR: usize, const NV: usize>(
+    s: S,
+    acc: &[[S::V; NV]; MR],
+    alpha: f32,
+    beta: f32,
+    c: *mut f32,
+    rs_c: isize,
+    cs_c: isize,
+    m: usize,
+    n: usize,
+) {
+    let l = S::LANES;
+    let nr = NV * l;
     let va = s.splat(alpha);
     if m == MR && n == nr && cs_c == 1 {
         for (i, row) in acc.iter().enumerate() {
