@@ -346,6 +346,28 @@ macro_rules! isa_suite {
             }
 
             #[test]
+            fn mixed_column_major_b_matches() {
+                on_isa(ISA, || {
+                    // Column-contiguous f16/bf16 B, as in x·Wᵀ with W stored
+                    // row-major: the skinny dot form and the packed path.
+                    for (m, n, k) in [(2usize, 40usize, 50usize), (5, 300, 33), (1, 17, 1), (30, 45, 20)] {
+                        let mut rng = Rng::new((m * 1000 + n) as u64);
+                        let a = rng.vec(m * k, -1.0, 1.0);
+                        let b: Vec<f32> = rng.vec(k * n, -1.0, 1.0);
+                        let b_bf: Vec<bf16> = b.iter().map(|&x| bf16::from_f32(x)).collect();
+                        let b_h: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
+                        let mut c = vec![f32::NAN; m * n];
+                        mlak::gemm_mixed(m, n, k, 1.0, &a, k, 1, &b_bf, 1, k, 0.0, &mut c, n, 1).unwrap();
+                        assert_ran(ISA);
+                        check_widened(&c, &a, &|p, j| b_bf[j * k + p].to_f32(), (m, n, k), "bf16 column-major B");
+                        mlak::gemm_mixed(m, n, k, -0.5, &a, k, 1, &b_h, 1, k, 0.0, &mut c, n, 1).unwrap();
+                        let c_half: Vec<f32> = c.iter().map(|x| -2.0 * x).collect();
+                        check_widened(&c_half, &a, &|p, j| b_h[j * k + p].to_f32(), (m, n, k), "f16 column-major B");
+                    }
+                });
+            }
+
+            #[test]
             fn mixed_precision_matches() {
                 on_isa(ISA, || {
                     for (seed, shape) in [(1u64, (13usize, 45usize, 37usize)), (2, (3, 200, 64)), (3, (70, 33, 300))] {
@@ -484,5 +506,20 @@ fn fortran_sgemm_reports_parameter_position() {
         };
         assert_eq!(mlak_blas_last_error_parameter(), want, "INFO for transa={ta} m={m} lda={lda} ldb={ldb} ldc={ldc}");
         assert!(c.iter().all(|&x| x == 42.0), "a rejected call wrote to C: {c:?}");
+    }
+}
+
+/// Checks a row-major C = A·B with f32 A (row-major) and widened B given as
+/// a closure, with the f32 bound of the module comment.
+fn check_widened(c: &[f32], a: &[f32], b: &dyn Fn(usize, usize) -> f32, (m, n, k): (usize, usize, usize), what: &str) {
+    let fa = |i: usize, p: usize| a[i * k + p] as f64;
+    let fb = |p: usize, j: usize| b(p, j) as f64;
+    let want = reference::gemm(m, n, k, 1.0, fa, fb, 0.0, |_, _| 0.0);
+    let scale = reference::abs_product(m, n, k, fa, fb);
+    for idx in 0..m * n {
+        // The extra 2 EPS covers the scaling by -0.5 and back by -2.
+        let tol = (k as f64 + 6.0) * EPS * scale[idx] + 1e-30;
+        let got = c[idx] as f64;
+        assert!((got - want[idx]).abs() <= tol, "{what} C[{idx}]: got {got:e}, want {:e}, tol {tol:e}, m={m} n={n} k={k}", want[idx]);
     }
 }

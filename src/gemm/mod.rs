@@ -240,19 +240,28 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
     let unit = |x: isize| x == 1;
     let candidates = [*p, p.t()];
     for q in candidates {
-        // NOTE: an f16 or bf16 large operand takes the packed path, which
-        // converts it while packing; the skinny kernels stream f32 only.
-        if q.m > SKINNY_MAX || q.n <= SKINNY_MAX || q.b.dtype != Dtype::F32 {
+        if q.m > SKINNY_MAX || q.n <= SKINNY_MAX {
             continue;
         }
+        let f32_b = q.b.dtype == Dtype::F32;
         if unit(q.b.cs) && unit(q.cs_c) && q.b.rs >= 0 && q.rs_c >= 0 {
-            // SAFETY: forwarded contract.
-            unsafe { skinny_rows(table, &q, threads)? };
+            // SAFETY (each arm): forwarded contract.
+            unsafe {
+                match f32_b {
+                    true => skinny_rows(table, &q, threads)?,
+                    false => skinny_rows_widened(table, &q)?,
+                }
+            };
             return Ok(Some(()));
         }
         if unit(q.b.rs) && q.b.cs >= 0 {
-            // SAFETY: forwarded contract.
-            unsafe { skinny_dots(table, &q, threads)? };
+            // SAFETY (each arm): forwarded contract.
+            unsafe {
+                match f32_b {
+                    true => skinny_dots(table, &q, threads)?,
+                    false => skinny_dots_widened(table, &q)?,
+                }
+            };
             return Ok(Some(()));
         }
     }
@@ -518,4 +527,103 @@ unsafe fn packed_serial_bf16(
             }
         }
     }
+}
+
+/// f32 values of the large operand that the widened skinny paths convert
+/// at a time: 1 MiB, which stays in L2 while the kernel reads it.
+const WIDEN_CHUNK: usize = 1 << 18;
+
+/// Widens `len` contiguous f16 or bf16 values at `src` into `dst[..len]`.
+///
+/// # Safety
+///
+/// `src` addresses `len` readable values of `dtype`.
+unsafe fn widen_run(src: *const u8, dtype: Dtype, len: usize, dst: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    // SAFETY (each arm): the caller guarantees `len` readable values; half
+    // types have the alignment of u16, which the C and safe entry points
+    // check.
+    unsafe {
+        match dtype {
+            Dtype::F32 => dst[..len].copy_from_slice(std::slice::from_raw_parts(src.cast::<f32>(), len)),
+            Dtype::F16 => std::slice::from_raw_parts(src.cast::<half::f16>(), len).convert_to_f32_slice(&mut dst[..len]),
+            Dtype::Bf16 => std::slice::from_raw_parts(src.cast::<half::bf16>(), len).convert_to_f32_slice(&mut dst[..len]),
+        }
+    }
+}
+
+/// Skinny axpy form for an f16 or bf16 B: rows of B are widened to f32 in
+/// blocks of depth, each block then streamed by the f32 kernel.
+///
+/// NOTE: runs on one thread, since the conversion buffer is shared.
+///
+/// # Safety
+///
+/// As for [`skinny_rows`].
+unsafe fn skinny_rows_widened(table: &GemmKernels, p: &Problem) -> Result<()> {
+    let kb = (WIDEN_CHUNK / p.n).clamp(8, p.k.max(8));
+    let mut a_km = workspace(p.m * p.k)?;
+    let mut buf = workspace(kb.min(p.k) * p.n)?;
+    // SAFETY: Aᵀ (k × m) is the caller's A, read element by element.
+    unsafe { pack::copy_dense(p.a.t(), p.k, p.m, &mut a_km) };
+    if p.alpha != 1.0 {
+        a_km.iter_mut().for_each(|x| *x *= p.alpha);
+    }
+    // SAFETY: C is valid by the caller's contract; beta = 0 writes zeros
+    // without reading it.
+    unsafe { scale_c(p.m, p.n, p.beta, p.c.get(), p.rs_c, p.cs_c) };
+    for p0 in (0..p.k).step_by(kb) {
+        let rows = kb.min(p.k - p0);
+        for r in 0..rows {
+            // SAFETY: row p0 + r of B has n contiguous elements.
+            unsafe { widen_run(p.b.at(p0 + r, 0).ptr, p.b.dtype, p.n, &mut buf[r * p.n..]) };
+        }
+        // SAFETY: the widened rows are k-rows p0 .. p0 + rows of B, paired
+        // with the matching rows of the k-major A copy; C is row-contiguous.
+        unsafe {
+            (table.skinny_rows)(p.m, p.n, rows, a_km.as_ptr().add(p0 * p.m), buf.as_ptr(), p.n, p.c.get(), p.rs_c as usize)
+        };
+    }
+    Ok(())
+}
+
+/// Skinny dot form for an f16 or bf16 B: columns of B are widened to f32
+/// a block at a time, each block then handled by the f32 kernel.
+///
+/// NOTE: runs on one thread, since the conversion buffer is shared.
+///
+/// # Safety
+///
+/// As for [`skinny_dots`].
+unsafe fn skinny_dots_widened(table: &GemmKernels, p: &Problem) -> Result<()> {
+    let nb = (WIDEN_CHUNK / p.k.max(1)).clamp(4, p.n);
+    let mut a_rm = workspace(p.m * p.k)?;
+    let mut buf = workspace(nb * p.k)?;
+    // SAFETY: A (m × k) is read element by element.
+    unsafe { pack::copy_dense(p.a, p.m, p.k, &mut a_rm) };
+    for j0 in (0..p.n).step_by(nb) {
+        let cols = nb.min(p.n - j0);
+        for q in 0..cols {
+            // SAFETY: column j0 + q of B has k contiguous elements.
+            unsafe { widen_run(p.b.at(0, j0 + q).ptr, p.b.dtype, p.k, &mut buf[q * p.k..]) };
+        }
+        // SAFETY: the widened columns are j0 .. j0 + cols of B, and the C
+        // columns with the same indices are inside C.
+        unsafe {
+            (table.skinny_dots)(
+                p.m,
+                cols,
+                p.k,
+                p.alpha,
+                a_rm.as_ptr(),
+                buf.as_ptr(),
+                p.k,
+                p.beta,
+                p.c.get().offset(j0 as isize * p.cs_c),
+                p.rs_c,
+                p.cs_c,
+            )
+        };
+    }
+    Ok(())
 }
