@@ -1,0 +1,496 @@
+//! Sparsemax, entmax-1.5 and α-entmax over one f32 row, and the backward
+//! passes of sparsemax and entmax-1.5.
+//!
+//! α-entmax maps a row x to p_i = [(α − 1)·x_i − τ]_+^(1/(α − 1)) with the
+//! threshold τ chosen so that Σ p = 1 (Peters, Niculae and Martins, "Sparse
+//! Sequence-to-Sequence Models", ACL 2019). α = 2 is sparsemax (Martins and
+//! Astudillo, ICML 2016) and α → 1 tends to softmax. The bodies work with
+//! u = (α − 1)·(x − max x), so the row maximum has u = 0, τ lies in [−1, 0)
+//! and only entries with u > −1 can have p > 0. No body sorts.
+//!
+//! - Sparsemax and entmax-1.5 run Newton's method on τ from τ = −1, which
+//!   approaches the root from below and so only ever drops entries from the
+//!   candidate support (for sparsemax it is Michelot's algorithm). Each pass
+//!   also evaluates the closed-form τ of its candidate support and stops as
+//!   soon as that τ is consistent with the support, so the result is exact.
+//! - General α runs a bracketed Newton iteration on the normalizer, falling
+//!   back to bisection when a step leaves the bracket or stalls, and then
+//!   divides by the sum.
+//!
+//! Non-finite policy shared by all forward bodies: a NaN or +inf anywhere in
+//! the row makes the row NaN; -inf entries get 0; a row that is all -inf
+//! gives all zeros; n = 1 gives [1]. Subtracting the row maximum first keeps
+//! finite magnitudes exact.
+
+use crate::simd::{exp, ln_1p, SimdF32};
+use crate::softmax::{fill, max_and_nan};
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+pub mod scalar;
+
+/// Maximum number of passes of the threshold iterations. The exact
+/// iterations stop after 2 to 8 passes on every input tested; the cap only
+/// bounds the work on adversarial rows.
+pub const MAX_PASSES: usize = 64;
+
+/// Residual |Σp − 1| at which the α-entmax iteration stops. It sits above
+/// the rounding noise of an f32 sum over 1e5 terms, so that noise cannot
+/// keep the iteration going.
+pub const CONVERGED: f32 = 1e-5;
+
+/// Sums of one threshold pass over the entries with d = u − τ > 0.
+struct Support {
+    count: f32,
+    /// Σ d.
+    sum: f32,
+    /// Σ d², accumulated only for entmax-1.5.
+    sum_sq: f32,
+    /// min d over the support.
+    min: f32,
+}
+
+/// One pass of the exact threshold iterations: with d = (x − max)·scale − τ,
+/// sums d, d² (when `SQUARE`) and counts the entries with d > 0.
+///
+/// # Safety
+///
+/// `x[0 .. n]` must be readable.
+#[inline(always)]
+unsafe fn support_pass<S: SimdF32, const SQUARE: bool>(
+    s: S,
+    x: *const f32,
+    n: usize,
+    max: f32,
+    scale: f32,
+    tau: f32,
+) -> Support {
+    let l = S::LANES;
+    let (vm, vs, vt) = (s.splat(max), s.splat(scale), s.splat(-tau));
+    let (zero, one, inf) = (s.splat(0.0), s.splat(1.0), s.splat(f32::INFINITY));
+    let (mut c0, mut c1, mut s0, mut s1) = (zero, zero, zero, zero);
+    let (mut q0, mut q1, mut m0, mut m1) = (zero, zero, inf, inf);
+    let step = |v: S::V, c: &mut S::V, sum: &mut S::V, sq: &mut S::V, mn: &mut S::V| {
+        let d = s.fma(s.sub(v, vm), vs, vt);
+        let pos = s.gt(d, zero);
+        let dp = s.select(pos, d, zero);
+        *c = s.add(*c, s.select(pos, one, zero));
+        *sum = s.add(*sum, dp);
+        if SQUARE {
+            *sq = s.fma(dp, dp, *sq);
+        }
+        *mn = s.min(*mn, s.select(pos, d, inf));
+    };
+    let mut i = 0;
+    // SAFETY: loads cover x[i .. i + l] with i + l <= n, or the tail x[i .. n].
+    unsafe {
+        while i + 2 * l <= n {
+            step(s.load(x.add(i)), &mut c0, &mut s0, &mut q0, &mut m0);
+            step(s.load(x.add(i + l)), &mut c1, &mut s1, &mut q1, &mut m1);
+            i += 2 * l;
+        }
+        while i < n {
+            let v = if i + l <= n { s.load(x.add(i)) } else { s.load_tail(x.add(i), n - i, f32::NEG_INFINITY) };
+            step(v, &mut c0, &mut s0, &mut q0, &mut m0);
+            i += l;
+        }
+    }
+    Support {
+        count: s.reduce_add(s.add(c0, c1)),
+        sum: s.reduce_add(s.add(s0, s1)),
+        sum_sq: s.reduce_add(s.add(q0, q1)),
+        min: s.reduce_min(s.min(m0, m1)),
+    }
+}
+
+/// Returns the exact threshold of sparsemax (`SQUARE` false) or entmax-1.5
+/// (`SQUARE` true) in the units u = (x − max)·scale.
+///
+/// # Safety
+///
+/// `x[0 .. n]` must be readable and finite or -inf, with maximum `max`.
+#[inline(always)]
+unsafe fn exact_threshold<S: SimdF32, const SQUARE: bool>(s: S, x: *const f32, n: usize, max: f32, scale: f32) -> f32 {
+    // The maximum has u = 0 and p ≤ 1, so τ ≥ −1 and the first pass
+    // already filters the candidates to u > −1.
+    let mut tau = -1.0f32;
+    for _ in 0..MAX_PASSES {
+        // SAFETY: forwarded from the caller.
+        let sup = unsafe { support_pass::<S, SQUARE>(s, x, n, max, scale, tau) };
+        // Closed-form shift δ of τ for the candidate support, and Newton's
+        // step, which for sparsemax is the same.
+        let (closed, newton) = if SQUARE {
+            // Σ (d − δ)² = 1 is k·δ² − 2·δ·Σd + Σd² − 1 = 0; the smaller root,
+            // written without cancellation.
+            let disc = sup.sum * sup.sum - sup.count * (sup.sum_sq - 1.0);
+            let closed = if disc >= 0.0 { (sup.sum_sq - 1.0) / (sup.sum + disc.sqrt()) } else { f32::NAN };
+            (closed, (sup.sum_sq - 1.0) / (2.0 * sup.sum))
+        } else {
+            let closed = (sup.sum - 1.0) / sup.count;
+            (closed, closed)
+        };
+        // The support is right when every candidate stays above the new τ;
+        // candidates outside it are already below the current τ.
+        if sup.min > closed {
+            return tau + closed;
+        }
+        let next = tau + newton;
+        // No representable progress: the remaining candidates are within
+        // rounding of the threshold, where they contribute nothing.
+        if !(next > tau) {
+            return if closed.is_nan() { tau } else { tau + closed.max(0.0) };
+        }
+        tau = next;
+    }
+    tau
+}
+
+/// Writes `y = [(x − max)·scale − τ]_+` (squared when `SQUARE`).
+///
+/// # Safety
+///
+/// `x[0 .. n]` readable, `y[0 .. n]` writable, `y` equal to `x` or disjoint.
+#[inline(always)]
+unsafe fn write_threshold<S: SimdF32, const SQUARE: bool>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    n: usize,
+    max: f32,
+    scale: f32,
+    tau: f32,
+) {
+    let l = S::LANES;
+    let (vm, vs, vt, zero) = (s.splat(max), s.splat(scale), s.splat(-tau), s.splat(0.0));
+    let map = |v: S::V| {
+        let d = s.max(s.fma(s.sub(v, vm), vs, vt), zero);
+        if SQUARE {
+            s.mul(d, d)
+        } else {
+            d
+        }
+    };
+    let mut i = 0;
+    // SAFETY: accesses stay inside x[0 .. n] and y[0 .. n]; element i is
+    // read before it is written, which makes y == x safe.
+    unsafe {
+        while i + l <= n {
+            s.store(y.add(i), map(s.load(x.add(i))));
+            i += l;
+        }
+        if i < n {
+            let v = s.load_tail(x.add(i), n - i, f32::NEG_INFINITY);
+            s.store_tail(y.add(i), n - i, map(v));
+        }
+    }
+}
+
+/// Applies the row policy for NaN, +inf and all -inf rows. Returns the
+/// maximum when the row needs the real computation.
+///
+/// # Safety
+///
+/// `x[0 .. n]` readable, `y[0 .. n]` writable.
+#[inline(always)]
+unsafe fn row_max_or_policy<S: SimdF32>(s: S, x: *const f32, y: *mut f32, n: usize) -> Option<f32> {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let (m, nan) = max_and_nan(s, x, n);
+        if nan || m == f32::INFINITY {
+            fill(s, y, n, f32::NAN);
+            return None;
+        }
+        if m == f32::NEG_INFINITY {
+            fill(s, y, n, 0.0);
+            return None;
+        }
+        Some(m)
+    }
+}
+
+/// Computes `y = sparsemax(x)` (`SQUARE` false) or `y = entmax15(x)`
+/// (`SQUARE` true) over one row of `n` elements.
+///
+/// # Safety
+///
+/// `x[0 .. n]` must be readable and `y[0 .. n]` writable. `y` may equal `x`
+/// (in place) but must not otherwise overlap it.
+#[inline(always)]
+pub unsafe fn exact_row<S: SimdF32, const SQUARE: bool>(s: S, x: *const f32, y: *mut f32, n: usize) {
+    let scale = if SQUARE { 0.5 } else { 1.0 };
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let Some(m) = row_max_or_policy(s, x, y, n) else { return };
+        let tau = exact_threshold::<S, SQUARE>(s, x, n, m, scale);
+        write_threshold::<S, SQUARE>(s, x, y, n, m, scale, tau);
+    }
+}
+
+/// One pass of the α-entmax iteration at normalizer `c`: with
+/// q = a·(x − max − c) and v = 1 + q, p = v^(1/a) for v > 0 and 0 otherwise.
+/// Returns (Σ p, Σ p/v); the second is −dΣp/dc. When `y` is not null, also
+/// stores p into it.
+///
+/// # Safety
+///
+/// `x[0 .. n]` readable; `y` null or `y[0 .. n]` writable, equal to `x` or
+/// disjoint.
+#[inline(always)]
+unsafe fn alpha_pass<S: SimdF32>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    n: usize,
+    max: f32,
+    a: f32,
+    c: f32,
+) -> (f32, f32) {
+    let l = S::LANES;
+    let (vm, va, vb) = (s.splat(max + c), s.splat(a), s.splat(1.0 / a));
+    let (zero, one, tiny) = (s.splat(0.0), s.splat(1.0), s.splat(f32::MIN_POSITIVE));
+    let eval = |v: S::V| {
+        let q = s.mul(va, s.sub(v, vm));
+        let base = s.add(one, q);
+        // Lanes outside the support compute garbage that the select drops.
+        let inside = s.gt(base, tiny);
+        let p = s.select(inside, exp(s, s.mul(vb, ln_1p(s, q))), zero);
+        let slope = s.select(inside, s.div(p, base), zero);
+        (p, slope)
+    };
+    let (mut p0, mut d0) = (zero, zero);
+    let mut i = 0;
+    // SAFETY: accesses stay inside x[0 .. n] and y[0 .. n].
+    unsafe {
+        while i + l <= n {
+            let (p, d) = eval(s.load(x.add(i)));
+            if !y.is_null() {
+                s.store(y.add(i), p);
+            }
+            p0 = s.add(p0, p);
+            d0 = s.add(d0, d);
+            i += l;
+        }
+        if i < n {
+            let (p, d) = eval(s.load_tail(x.add(i), n - i, f32::NEG_INFINITY));
+            if !y.is_null() {
+                s.store_tail(y.add(i), n - i, p);
+            }
+            p0 = s.add(p0, p);
+            d0 = s.add(d0, d);
+        }
+    }
+    (s.reduce_add(p0), s.reduce_add(d0))
+}
+
+/// Multiplies `y[0 .. n]` by `r`.
+///
+/// # Safety
+///
+/// `y[0 .. n]` must be readable and writable.
+#[inline(always)]
+unsafe fn scale_row<S: SimdF32>(s: S, y: *mut f32, n: usize, r: f32) {
+    let l = S::LANES;
+    let vr = s.splat(r);
+    let mut i = 0;
+    // SAFETY: accesses stay inside y[0 .. n].
+    unsafe {
+        while i + l <= n {
+            s.store(y.add(i), s.mul(s.load(y.add(i)), vr));
+            i += l;
+        }
+        if i < n {
+            let v = s.load_tail(y.add(i), n - i, 0.0);
+            s.store_tail(y.add(i), n - i, s.mul(v, vr));
+        }
+    }
+}
+
+/// Computes `y = α-entmax(x)` over one row of `n` elements for α > 1.
+///
+/// The row is written as p_i = [1 + a·(x_i − max − c)]_+^(1/a) with
+/// a = α − 1; c is the normalizer, c ≥ 0 because p_max ≤ 1, and c ≤
+/// (1 − n^(−a))/a because there every p_i ≤ 1/n. Newton's method on
+/// f(c) = Σp − 1, with f'(c) = −Σ p/v, runs inside that bracket and falls
+/// back to bisection when a step leaves it or when |f| fails to halve. It
+/// stops when a step moves c by less than 2 f32 ulp or |f| ≤ [`CONVERGED`]
+/// (after one last Newton step), and the output is then divided by its sum. Typical rows take 4 to 8 passes.
+///
+/// Working in c rather than τ = a·(max + c) − 1, and with ln(1 + q) in its
+/// accurate form, keeps the result accurate as α → 1, where p tends to
+/// softmax(x).
+///
+/// # Safety
+///
+/// As for [`exact_row`]; `alpha` is finite and > 1.
+#[inline(always)]
+pub unsafe fn alpha_row<S: SimdF32>(s: S, x: *const f32, y: *mut f32, n: usize, alpha: f32) {
+    debug_assert!(alpha > 1.0 && alpha.is_finite());
+    let a = alpha - 1.0;
+    // SAFETY: forwarded from the caller.
+    let Some(m) = (unsafe { row_max_or_policy(s, x, y, n) }) else { return };
+    let mut lo = 0.0f32;
+    let mut hi = (-(-(a as f64) * (n as f64).ln()).exp_m1() / a as f64) as f32;
+    let mut c = lo;
+    let mut last_f = f32::INFINITY;
+    for _ in 0..MAX_PASSES {
+        // SAFETY: forwarded from the caller; a null `y` is never written.
+        let (sum, slope) = unsafe { alpha_pass(s, x, std::ptr::null_mut(), n, m, a, c) };
+        let f = sum - 1.0;
+        if f > 0.0 {
+            lo = c;
+        } else {
+            hi = c;
+        }
+        let newton = c + f / slope;
+        let inside = newton > lo && newton < hi;
+        if f.abs() <= CONVERGED {
+            // One more Newton step costs no pass and squares the residual.
+            if inside {
+                c = newton;
+            }
+            break;
+        }
+        let next = if inside && f.abs() <= 0.5 * last_f { newton } else { 0.5 * (lo + hi) };
+        last_f = f.abs();
+        let done = (next - c).abs() <= 2.0 * f32::EPSILON * c.abs().max(f32::MIN_POSITIVE);
+        c = next;
+        if done {
+            break;
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let (sum, _) = alpha_pass(s, x, y, n, m, a, c);
+        scale_row(s, y, n, 1.0 / sum);
+    }
+}
+
+/// Computes the sparsemax (`SQUARE` false) or entmax-1.5 (`SQUARE` true)
+/// Jacobian-vector product dx = g·dy − (Σ g·dy / Σ g)·g, where g = 1[p > 0]
+/// for sparsemax and g = √p for entmax-1.5.
+///
+/// A row whose p has no positive entry (an all -inf or NaN forward row)
+/// gives dx = 0, or NaN where p is NaN.
+///
+/// # Safety
+///
+/// `p[0 .. n]`, `dy[0 .. n]` readable, `dx[0 .. n]` writable. `dx` may equal
+/// `dy` or `p` but must not otherwise overlap either.
+#[inline(always)]
+pub unsafe fn exact_backward_row<S: SimdF32, const SQUARE: bool>(
+    s: S,
+    p: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    n: usize,
+) {
+    let l = S::LANES;
+    let (zero, one) = (s.splat(0.0), s.splat(1.0));
+    let weight = |v: S::V| {
+        if SQUARE {
+            // max() makes g = 0 for p ≤ 0; NaN p stays NaN through sqrt.
+            s.select(s.is_nan(v), v, s.sqrt(s.max(v, zero)))
+        } else {
+            s.select(s.gt(v, zero), one, s.select(s.is_nan(v), v, zero))
+        }
+    };
+    let (mut gdy, mut gsum) = (zero, zero);
+    let mut i = 0;
+    // SAFETY: accesses stay inside the three rows; element i is read before
+    // it is written, which makes dx == dy or dx == p safe.
+    unsafe {
+        while i < n {
+            let (pv, dv) = if i + l <= n {
+                (s.load(p.add(i)), s.load(dy.add(i)))
+            } else {
+                (s.load_tail(p.add(i), n - i, 0.0), s.load_tail(dy.add(i), n - i, 0.0))
+            };
+            let g = weight(pv);
+            gdy = s.fma(g, dv, gdy);
+            gsum = s.add(gsum, g);
+            i += l;
+        }
+        let gsum = s.reduce_add(gsum);
+        let mean = if gsum > 0.0 { s.reduce_add(gdy) / gsum } else { 0.0 };
+        let vmean = s.splat(mean);
+        let mut i = 0;
+        while i + l <= n {
+            let g = weight(s.load(p.add(i)));
+            s.store(dx.add(i), s.mul(g, s.sub(s.load(dy.add(i)), vmean)));
+            i += l;
+        }
+        if i < n {
+            let g = weight(s.load_tail(p.add(i), n - i, 0.0));
+            let d = s.load_tail(dy.add(i), n - i, 0.0);
+            s.store_tail(dx.add(i), n - i, s.mul(g, s.sub(d, vmean)));
+        }
+    }
+}
+
+/// Expands to the per-instruction-set entry points of this family.
+macro_rules! entmax_kernels {
+    ($token:ty, [$($feature:literal),*], $sparsemax:ident, $entmax15:ident, $alpha:ident,
+     $sparsemax_bwd:ident, $entmax15_bwd:ident) => {
+        /// Row sparsemax; see [`exact_row`](crate::entmax::exact_row).
+        ///
+        /// # Safety
+        ///
+        /// As for `exact_row`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        pub unsafe fn $sparsemax(x: *const f32, y: *mut f32, n: usize) {
+            // SAFETY: the caller guarantees the ISA and the row contract.
+            unsafe { crate::entmax::exact_row::<_, false>(<$token>::new_unchecked(), x, y, n) }
+        }
+
+        /// Row entmax-1.5; see [`exact_row`](crate::entmax::exact_row).
+        ///
+        /// # Safety
+        ///
+        /// As for `exact_row`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        pub unsafe fn $entmax15(x: *const f32, y: *mut f32, n: usize) {
+            // SAFETY: the caller guarantees the ISA and the row contract.
+            unsafe { crate::entmax::exact_row::<_, true>(<$token>::new_unchecked(), x, y, n) }
+        }
+
+        /// Row α-entmax; see [`alpha_row`](crate::entmax::alpha_row).
+        ///
+        /// # Safety
+        ///
+        /// As for `alpha_row`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        pub unsafe fn $alpha(x: *const f32, y: *mut f32, n: usize, alpha: f32) {
+            // SAFETY: the caller guarantees the ISA and the row contract.
+            unsafe { crate::entmax::alpha_row(<$token>::new_unchecked(), x, y, n, alpha) }
+        }
+
+        /// Row sparsemax backward; see
+        /// [`exact_backward_row`](crate::entmax::exact_backward_row).
+        ///
+        /// # Safety
+        ///
+        /// As for `exact_backward_row`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        pub unsafe fn $sparsemax_bwd(p: *const f32, dy: *const f32, dx: *mut f32, n: usize) {
+            // SAFETY: the caller guarantees the ISA and the row contract.
+            unsafe { crate::entmax::exact_backward_row::<_, false>(<$token>::new_unchecked(), p, dy, dx, n) }
+        }
+
+        /// Row entmax-1.5 backward; see
+        /// [`exact_backward_row`](crate::entmax::exact_backward_row).
+        ///
+        /// # Safety
+        ///
+        /// As for `exact_backward_row`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        pub unsafe fn $entmax15_bwd(p: *const f32, dy: *const f32, dx: *mut f32, n: usize) {
+            // SAFETY: the caller guarantees the ISA and the row contract.
+            unsafe { crate::entmax::exact_backward_row::<_, true>(<$token>::new_unchecked(), p, dy, dx, n) }
+        }
+    };
+}
+use entmax_kernels;
