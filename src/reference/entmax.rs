@@ -1,0 +1,147 @@
+//! f64 references of sparsemax, entmax-1.5, α-entmax and their backward
+//! passes. The forward references sort the row and use the closed forms
+//! (or bisection for general α), independent of the kernels' iterations.
+
+use super::softmax;
+
+/// Returns the row maximum, or `None` when the policy decides the row: a
+/// NaN or +inf gives a NaN row, an all -inf (or empty) row gives zeros.
+fn policy(x: &[f32]) -> Result<f64, Vec<f64>> {
+    if x.iter().any(|v| v.is_nan() || *v == f32::INFINITY) {
+        return Err(vec![f64::NAN; x.len()]);
+    }
+    let max = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    if max == f64::NEG_INFINITY {
+        return Err(vec![0.0; x.len()]);
+    }
+    Ok(max)
+}
+
+/// Returns u = scale·(x − max) sorted in decreasing order, -inf entries
+/// dropped.
+fn sorted_shifted(x: &[f32], max: f64, scale: f64) -> Vec<f64> {
+    let mut u: Vec<f64> = x.iter().filter(|v| v.is_finite()).map(|&v| scale * (v as f64 - max)).collect();
+    u.sort_by(|a, b| b.total_cmp(a));
+    u
+}
+
+/// Returns sparsemax(x) in f64 together with its threshold τ in units of
+/// x − max.
+pub fn sparsemax_with_threshold(x: &[f32]) -> (Vec<f64>, f64) {
+    let max = match policy(x) {
+        Ok(m) => m,
+        Err(row) => return (row, f64::NAN),
+    };
+    let u = sorted_shifted(x, max, 1.0);
+    // The support is the largest k with u_k > (Σ_{j ≤ k} u_j − 1)/k.
+    let (mut cum, mut tau) = (0.0, -1.0);
+    for (k, &uk) in u.iter().enumerate() {
+        cum += uk;
+        let t = (cum - 1.0) / (k + 1) as f64;
+        if uk > t {
+            tau = t;
+        }
+    }
+    (x.iter().map(|&v| (v as f64 - max - tau).max(0.0)).collect(), tau)
+}
+
+/// Returns sparsemax(x) in f64.
+pub fn sparsemax(x: &[f32]) -> Vec<f64> {
+    sparsemax_with_threshold(x).0
+}
+
+/// Returns entmax15(x) = [(x − max)/2 − τ]_+² in f64.
+pub fn entmax15(x: &[f32]) -> Vec<f64> {
+    let max = match policy(x) {
+        Ok(m) => m,
+        Err(row) => return row,
+    };
+    let u = sorted_shifted(x, max, 0.5);
+    let (mut s1, mut s2, mut tau) = (0.0, 0.0, -1.0);
+    for (k, &uk) in u.iter().enumerate() {
+        s1 += uk;
+        s2 += uk * uk;
+        let kf = (k + 1) as f64;
+        let mean = s1 / kf;
+        let disc = (1.0 - (s2 - kf * mean * mean)) / kf;
+        if disc >= 0.0 {
+            let t = mean - disc.sqrt();
+            if uk > t {
+                tau = t;
+            }
+        }
+    }
+    x.iter().map(|&v| ((v as f64 - max) * 0.5 - tau).max(0.0).powi(2)).collect()
+}
+
+/// Returns α-entmax(x) in f64 for α ≥ 1: softmax at α = 1, else
+/// p_i = [1 + a·(x_i − max − c)]_+^(1/a) with a = α − 1 and c found by 200
+/// bisection steps on [0, (1 − n^(−a))/a], then divided by the sum.
+pub fn alpha_entmax(x: &[f32], alpha: f64) -> Vec<f64> {
+    if alpha == 1.0 {
+        return softmax::softmax(x, 1.0);
+    }
+    let max = match policy(x) {
+        Ok(m) => m,
+        Err(row) => return row,
+    };
+    let a = alpha - 1.0;
+    let eval = |c: f64| -> Vec<f64> {
+        x.iter()
+            .map(|&v| {
+                let base = 1.0 + a * (v as f64 - max - c);
+                if base > 0.0 {
+                    base.powf(1.0 / a)
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let (mut lo, mut hi) = (0.0, -(-a * (x.len() as f64).ln()).exp_m1() / a);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if eval(mid).iter().sum::<f64>() > 1.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let p = eval(0.5 * (lo + hi));
+    let sum: f64 = p.iter().sum();
+    p.into_iter().map(|v| v / sum).collect()
+}
+
+/// Returns the α-entmax Jacobian-vector product dx = g·dy − (Σ g·dy / Σ g)·g
+/// with g = p^(2−α) (g = 1[p > 0] at α = 2) and the gradient with respect
+/// to α, Σ dy_i·∂p_i/∂α.
+///
+/// ∂p_i/∂α = (ĝ_i·S − p_i·ℓ_i)/a + (p_i − ĝ_i)/a² with a = α − 1,
+/// ℓ = ln p, ĝ = g/Σg and S = Σ p·ℓ; at α = 1 its limit
+/// p_i·(Σ p·ℓ² − ℓ_i²)/2.
+pub fn jvp(p: &[f64], dy: &[f64], alpha: f64) -> (Vec<f64>, f64) {
+    let a = alpha - 1.0;
+    let g: Vec<f64> = p.iter().map(|&v| if v > 0.0 { v.powf(1.0 - a) } else { 0.0 }).collect();
+    let g_sum: f64 = g.iter().sum();
+    if !(g_sum > 0.0) {
+        return (vec![0.0; p.len()], 0.0);
+    }
+    let mean = g.iter().zip(dy).map(|(g, d)| g * d).sum::<f64>() / g_sum;
+    let dx = g.iter().zip(dy).map(|(g, d)| g * (d - mean)).collect();
+    let ell = |v: f64| if v > 0.0 { v.ln() } else { 0.0 };
+    let s: f64 = p.iter().map(|&v| v * ell(v)).sum();
+    let d_alpha = if a == 0.0 {
+        let q: f64 = p.iter().map(|&v| v * ell(v).powi(2)).sum();
+        p.iter().zip(dy).map(|(&v, d)| d * v * (q - ell(v).powi(2)) / 2.0).sum()
+    } else {
+        p.iter()
+            .zip(&g)
+            .zip(dy)
+            .map(|((&v, &gi), d)| {
+                let gh = gi / g_sum;
+                d * ((gh * s - v * ell(v)) / a + (v - gh) / (a * a))
+            })
+            .sum()
+    };
+    (dx, d_alpha)
+}
