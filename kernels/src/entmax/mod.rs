@@ -22,7 +22,7 @@
 //! gives all zeros; n = 1 gives [1]. Subtracting the row maximum first keeps
 //! finite magnitudes exact.
 
-use crate::simd::{exp, ln_1p, SimdF32};
+use crate::simd::{exp, ln, ln_1p, SimdF32};
 use crate::softmax::{fill, max_and_nan};
 
 #[cfg(target_arch = "x86_64")]
@@ -230,60 +230,77 @@ pub unsafe fn exact_row<S: SimdF32, const SQUARE: bool>(s: S, x: *const f32, y: 
     }
 }
 
-/// One pass of the α-entmax iteration at normalizer `c`: with
-/// q = a·(x − max − c) and v = 1 + q, p = v^(1/a) for v > 0 and 0 otherwise.
-/// Returns (Σ p, Σ p/v); the second is −dΣp/dc. When `y` is not null, also
-/// stores p into it.
+/// One pass of the α-entmax iteration at normalizer `theta`, with
+/// z = x − max and a = α − 1:
+/// - `NEAR_ONE`: v = 1 + q with q = a·(z − θ), and ln v = ln(1 + q) in its
+///   accurate form; θ = c, the shift in units of x;
+/// - otherwise: v = a·(z − θ), where z − θ is exact near the boundary
+///   (Sterbenz), so small v keep full relative precision; θ = t, the
+///   threshold in units of x.
+///
+/// p = v^(1/a) for v > 0 and 0 otherwise. Returns (Σ p, Σ p/v); the second
+/// is −dΣp/dθ in both forms. When `y` is not null, also stores p into it.
 ///
 /// # Safety
 ///
 /// `x[0 .. n]` readable; `y` null or `y[0 .. n]` writable, equal to `x` or
 /// disjoint.
 #[inline(always)]
-unsafe fn alpha_pass<S: SimdF32>(
+unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
     s: S,
     x: *const f32,
     y: *mut f32,
     n: usize,
     max: f32,
     a: f32,
-    c: f32,
+    theta: f32,
 ) -> (f32, f32) {
     let l = S::LANES;
-    let (vm, va, vb) = (s.splat(max + c), s.splat(a), s.splat(1.0 / a));
+    let (vm, vtheta, va, vb) = (s.splat(max), s.splat(theta), s.splat(a), s.splat(1.0 / a));
     let (zero, one, tiny) = (s.splat(0.0), s.splat(1.0), s.splat(f32::MIN_POSITIVE));
     let eval = |v: S::V| {
-        let q = s.mul(va, s.sub(v, vm));
-        let base = s.add(one, q);
+        // x − max first, so that the result depends on x − max only.
+        let w = s.mul(va, s.sub(s.sub(v, vm), vtheta));
+        let (base, log) = if NEAR_ONE { (s.add(one, w), ln_1p(s, w)) } else { (w, ln(s, w)) };
         // Lanes outside the support compute garbage that the select drops.
         let inside = s.gt(base, tiny);
-        let p = s.select(inside, exp(s, s.mul(vb, ln_1p(s, q))), zero);
+        let p = s.select(inside, exp(s, s.mul(vb, log)), zero);
         let slope = s.select(inside, s.div(p, base), zero);
         (p, slope)
     };
-    let (mut p0, mut d0) = (zero, zero);
+    // Lane sums run over blocks of BLOCK vectors and the block sums add up
+    // in f64, so the error of Σp stays near EPS even for 1e5 terms.
+    const BLOCK: usize = 64;
+    let (mut p_total, mut d_total) = (0.0f64, 0.0f64);
     let mut i = 0;
     // SAFETY: accesses stay inside x[0 .. n] and y[0 .. n].
     unsafe {
-        while i + l <= n {
-            let (p, d) = eval(s.load(x.add(i)));
-            if !y.is_null() {
-                s.store(y.add(i), p);
+        while i < n {
+            let (mut p0, mut d0) = (zero, zero);
+            let end = n.min(i + BLOCK * l);
+            while i + l <= end {
+                let (p, d) = eval(s.load(x.add(i)));
+                if !y.is_null() {
+                    s.store(y.add(i), p);
+                }
+                p0 = s.add(p0, p);
+                d0 = s.add(d0, d);
+                i += l;
             }
-            p0 = s.add(p0, p);
-            d0 = s.add(d0, d);
-            i += l;
-        }
-        if i < n {
-            let (p, d) = eval(s.load_tail(x.add(i), n - i, f32::NEG_INFINITY));
-            if !y.is_null() {
-                s.store_tail(y.add(i), n - i, p);
+            if i < end {
+                let (p, d) = eval(s.load_tail(x.add(i), end - i, f32::NEG_INFINITY));
+                if !y.is_null() {
+                    s.store_tail(y.add(i), end - i, p);
+                }
+                p0 = s.add(p0, p);
+                d0 = s.add(d0, d);
+                i = end;
             }
-            p0 = s.add(p0, p);
-            d0 = s.add(d0, d);
+            p_total += s.reduce_add(p0) as f64;
+            d_total += s.reduce_add(d0) as f64;
         }
     }
-    (s.reduce_add(p0), s.reduce_add(d0))
+    (p_total as f32, d_total as f32)
 }
 
 /// Multiplies `y[0 .. n]` by `r`.
@@ -311,17 +328,20 @@ unsafe fn scale_row<S: SimdF32>(s: S, y: *mut f32, n: usize, r: f32) {
 
 /// Computes `y = α-entmax(x)` over one row of `n` elements for α > 1.
 ///
-/// The row is written as p_i = [1 + a·(x_i − max − c)]_+^(1/a) with
-/// a = α − 1; c is the normalizer, c ≥ 0 because p_max ≤ 1, and c ≤
-/// (1 − n^(−a))/a because there every p_i ≤ 1/n. Newton's method on
-/// f(c) = Σp − 1, with f'(c) = −Σ p/v, runs inside that bracket and falls
-/// back to bisection when a step leaves it or when |f| fails to halve. It
-/// stops when a step moves c by less than 2 f32 ulp or |f| ≤ [`CONVERGED`]
-/// (after one last Newton step), and the output is then divided by its sum. Typical rows take 4 to 8 passes.
+/// With a = α − 1 and z = x − max, p_i = [1 + a·(z_i − c)]_+^(1/a) for a
+/// normalizer c, which is also [a·(z_i − t)]_+^(1/a) with the threshold
+/// t = c − 1/a. For α < 1.5 the iteration works on c, which stays near
+/// ln n as α → 1 and keeps the result accurate there, where p tends to
+/// softmax(x). For α ≥ 1.5 it works on t, because 1 + a·(z − c) would lose
+/// the relative precision of small v that p = v^(1/a) amplifies when
+/// 1/a < 2. See [`alpha_pass`].
 ///
-/// Working in c rather than τ = a·(max + c) − 1, and with ln(1 + q) in its
-/// accurate form, keeps the result accurate as α → 1, where p tends to
-/// softmax(x).
+/// c ≥ 0 because p_max ≤ 1, and c ≤ (1 − n^(−a))/a because there every
+/// p_i ≤ 1/n. Newton's method on f = Σp − 1, with f' = −Σ p/v, runs inside
+/// that bracket and falls back to bisection when a step leaves it or when
+/// |f| fails to halve. It stops when |f| ≤ [`CONVERGED`] (after one last
+/// Newton step) or the bracket shrinks to 2 f32 ulp, and the output is then
+/// divided by its sum. Typical rows take 3 to 8 passes.
 ///
 /// # Safety
 ///
@@ -329,42 +349,64 @@ unsafe fn scale_row<S: SimdF32>(s: S, y: *mut f32, n: usize, r: f32) {
 #[inline(always)]
 pub unsafe fn alpha_row<S: SimdF32>(s: S, x: *const f32, y: *mut f32, n: usize, alpha: f32) {
     debug_assert!(alpha > 1.0 && alpha.is_finite());
-    let a = alpha - 1.0;
     // SAFETY: forwarded from the caller.
-    let Some(m) = (unsafe { row_max_or_policy(s, x, y, n) }) else { return };
-    let mut lo = 0.0f32;
-    let mut hi = (-(-(a as f64) * (n as f64).ln()).exp_m1() / a as f64) as f32;
-    let mut c = lo;
+    unsafe {
+        let Some(m) = row_max_or_policy(s, x, y, n) else { return };
+        if alpha < 1.5 {
+            alpha_solve::<S, true>(s, x, y, n, m, alpha);
+        } else {
+            alpha_solve::<S, false>(s, x, y, n, m, alpha);
+        }
+    }
+}
+
+/// The iteration of [`alpha_row`] in the parameterization of
+/// [`alpha_pass`] selected by `NEAR_ONE`.
+///
+/// # Safety
+///
+/// As for [`alpha_row`]; `max` is the finite row maximum.
+#[inline(always)]
+unsafe fn alpha_solve<S: SimdF32, const NEAR_ONE: bool>(s: S, x: *const f32, y: *mut f32, n: usize, max: f32, alpha: f32) {
+    let a = alpha - 1.0;
+    let a64 = a as f64;
+    let c_hi = -(-a64 * (n as f64).ln()).exp_m1() / a64;
+    // In the threshold form the bracket is [0 − 1/a, c_hi − 1/a].
+    let offset = if NEAR_ONE { 0.0 } else { -1.0 / a64 };
+    let (mut lo, mut hi) = (offset as f32, (c_hi + offset) as f32);
+    let mut theta = lo;
     let mut last_f = f32::INFINITY;
     for _ in 0..MAX_PASSES {
         // SAFETY: forwarded from the caller; a null `y` is never written.
-        let (sum, slope) = unsafe { alpha_pass(s, x, std::ptr::null_mut(), n, m, a, c) };
+        let (sum, slope) = unsafe { alpha_pass::<S, NEAR_ONE>(s, x, std::ptr::null_mut(), n, max, a, theta) };
         let f = sum - 1.0;
         if f > 0.0 {
-            lo = c;
+            lo = theta;
         } else {
-            hi = c;
+            hi = theta;
         }
-        let newton = c + f / slope;
+        let newton = theta + f / slope;
         let inside = newton > lo && newton < hi;
         if f.abs() <= CONVERGED {
             // One more Newton step costs no pass and squares the residual.
             if inside {
-                c = newton;
+                theta = newton;
             }
             break;
         }
+        // A step near an entry at the support boundary can be tiny while f
+        // is not (for α > 2 the slope there is unbounded), so only the
+        // bracket width, not the step length, ends the iteration.
         let next = if inside && f.abs() <= 0.5 * last_f { newton } else { 0.5 * (lo + hi) };
         last_f = f.abs();
-        let done = (next - c).abs() <= 2.0 * f32::EPSILON * c.abs().max(f32::MIN_POSITIVE);
-        c = next;
-        if done {
+        if hi - lo <= 2.0 * f32::EPSILON * hi.abs().max(lo.abs()) || next == theta {
             break;
         }
+        theta = next;
     }
     // SAFETY: forwarded from the caller.
     unsafe {
-        let (sum, _) = alpha_pass(s, x, y, n, m, a, c);
+        let (sum, _) = alpha_pass::<S, NEAR_ONE>(s, x, y, n, max, a, theta);
         scale_row(s, y, n, 1.0 / sum);
     }
 }
