@@ -71,10 +71,24 @@ unsafe fn support_pass<S: SimdF32, const SQUARE: bool>(
 ) -> Support {
     let l = S::LANES;
     let (vm, vs, vt) = (s.splat(max), s.splat(scale), s.splat(-tau));
-    let (zero, one, inf) = (s.splat(0.0), s.splat(1.0), s.splat(f32::INFINITY));
+    let (zero, inf) = (s.splat(0.0), s.splat(f32::INFINITY));
     let (mut c0, mut c1, mut s0, mut s1) = (zero, zero, zero, zero);
     let (mut q0, mut q1, mut m0, mut m1) = (zero, zero, inf, inf);
-    let step = |v: S::V, c: &mut S::V, sum: &mut S::V, sq: &mut S::V, mn: &mut S::V| {
+    // A closure would not inherit the entry point's target features, so
+    // the per-vector steps of this file are `#[inline(always)]` functions.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn step<S: SimdF32, const SQUARE: bool>(
+        s: S,
+        v: S::V,
+        shift: (S::V, S::V, S::V),
+        c: &mut S::V,
+        sum: &mut S::V,
+        sq: &mut S::V,
+        mn: &mut S::V,
+    ) {
+        let (vm, vs, vt) = shift;
+        let (zero, one, inf) = (s.splat(0.0), s.splat(1.0), s.splat(f32::INFINITY));
         let d = s.fma(s.sub(v, vm), vs, vt);
         let pos = s.gt(d, zero);
         let dp = s.select(pos, d, zero);
@@ -84,18 +98,19 @@ unsafe fn support_pass<S: SimdF32, const SQUARE: bool>(
             *sq = s.fma(dp, dp, *sq);
         }
         *mn = s.min(*mn, s.select(pos, d, inf));
-    };
+    }
+    let shift = (vm, vs, vt);
     let mut i = 0;
     // SAFETY: loads cover x[i .. i + l] with i + l <= n, or the tail x[i .. n].
     unsafe {
         while i + 2 * l <= n {
-            step(s.load(x.add(i)), &mut c0, &mut s0, &mut q0, &mut m0);
-            step(s.load(x.add(i + l)), &mut c1, &mut s1, &mut q1, &mut m1);
+            step::<S, SQUARE>(s, s.load(x.add(i)), shift, &mut c0, &mut s0, &mut q0, &mut m0);
+            step::<S, SQUARE>(s, s.load(x.add(i + l)), shift, &mut c1, &mut s1, &mut q1, &mut m1);
             i += 2 * l;
         }
         while i < n {
             let v = if i + l <= n { s.load(x.add(i)) } else { s.load_tail(x.add(i), n - i, f32::NEG_INFINITY) };
-            step(v, &mut c0, &mut s0, &mut q0, &mut m0);
+            step::<S, SQUARE>(s, v, shift, &mut c0, &mut s0, &mut q0, &mut m0);
             i += l;
         }
     }
@@ -165,26 +180,27 @@ unsafe fn write_threshold<S: SimdF32, const SQUARE: bool>(
     tau: f32,
 ) {
     let l = S::LANES;
-    let (vm, vs, vt, zero) = (s.splat(max), s.splat(scale), s.splat(-tau), s.splat(0.0));
-    let map = |v: S::V| {
-        let d = s.max(s.fma(s.sub(v, vm), vs, vt), zero);
+    let (vm, vs, vt) = (s.splat(max), s.splat(scale), s.splat(-tau));
+    #[inline(always)]
+    fn map<S: SimdF32, const SQUARE: bool>(s: S, v: S::V, vm: S::V, vs: S::V, vt: S::V) -> S::V {
+        let d = s.max(s.fma(s.sub(v, vm), vs, vt), s.splat(0.0));
         if SQUARE {
             s.mul(d, d)
         } else {
             d
         }
-    };
+    }
     let mut i = 0;
     // SAFETY: accesses stay inside x[0 .. n] and y[0 .. n]; element i is
     // read before it is written, which makes y == x safe.
     unsafe {
         while i + l <= n {
-            s.store(y.add(i), map(s.load(x.add(i))));
+            s.store(y.add(i), map::<S, SQUARE>(s, s.load(x.add(i)), vm, vs, vt));
             i += l;
         }
         if i < n {
             let v = s.load_tail(x.add(i), n - i, f32::NEG_INFINITY);
-            s.store_tail(y.add(i), n - i, map(v));
+            s.store_tail(y.add(i), n - i, map::<S, SQUARE>(s, v, vm, vs, vt));
         }
     }
 }
@@ -256,18 +272,21 @@ unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
     theta: f32,
 ) -> (f32, f32) {
     let l = S::LANES;
-    let (vm, vtheta, va, vb) = (s.splat(max), s.splat(theta), s.splat(a), s.splat(1.0 / a));
-    let (zero, one, tiny) = (s.splat(0.0), s.splat(1.0), s.splat(f32::MIN_POSITIVE));
-    let eval = |v: S::V| {
+    let consts = (s.splat(max), s.splat(theta), s.splat(a), s.splat(1.0 / a));
+    let zero = s.splat(0.0);
+    #[inline(always)]
+    fn eval<S: SimdF32, const NEAR_ONE: bool>(s: S, v: S::V, consts: (S::V, S::V, S::V, S::V)) -> (S::V, S::V) {
+        let (vm, vtheta, va, vb) = consts;
+        let zero = s.splat(0.0);
         // x − max first, so that the result depends on x − max only.
         let w = s.mul(va, s.sub(s.sub(v, vm), vtheta));
-        let (base, log) = if NEAR_ONE { (s.add(one, w), ln_1p(s, w)) } else { (w, ln(s, w)) };
+        let (base, log) = if NEAR_ONE { (s.add(s.splat(1.0), w), ln_1p(s, w)) } else { (w, ln(s, w)) };
         // Lanes outside the support compute garbage that the select drops.
-        let inside = s.gt(base, tiny);
+        let inside = s.gt(base, s.splat(f32::MIN_POSITIVE));
         let p = s.select(inside, exp(s, s.mul(vb, log)), zero);
         let slope = s.select(inside, s.div(p, base), zero);
         (p, slope)
-    };
+    }
     // Lane sums run over blocks of BLOCK vectors and the block sums add up
     // in f64, so the error of Σp stays near EPS even for 1e5 terms.
     const BLOCK: usize = 64;
@@ -279,7 +298,7 @@ unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
             let (mut p0, mut d0) = (zero, zero);
             let end = n.min(i + BLOCK * l);
             while i + l <= end {
-                let (p, d) = eval(s.load(x.add(i)));
+                let (p, d) = eval::<S, NEAR_ONE>(s, s.load(x.add(i)), consts);
                 if !y.is_null() {
                     s.store(y.add(i), p);
                 }
@@ -288,7 +307,7 @@ unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
                 i += l;
             }
             if i < end {
-                let (p, d) = eval(s.load_tail(x.add(i), end - i, f32::NEG_INFINITY));
+                let (p, d) = eval::<S, NEAR_ONE>(s, s.load_tail(x.add(i), end - i, f32::NEG_INFINITY), consts);
                 if !y.is_null() {
                     s.store_tail(y.add(i), end - i, p);
                 }
@@ -431,15 +450,17 @@ pub unsafe fn exact_backward_row<S: SimdF32, const SQUARE: bool>(
     n: usize,
 ) {
     let l = S::LANES;
-    let (zero, one) = (s.splat(0.0), s.splat(1.0));
-    let weight = |v: S::V| {
+    let zero = s.splat(0.0);
+    #[inline(always)]
+    fn weight<S: SimdF32, const SQUARE: bool>(s: S, v: S::V) -> S::V {
+        let zero = s.splat(0.0);
         if SQUARE {
             // max() makes g = 0 for p ≤ 0; NaN p stays NaN through sqrt.
             s.select(s.is_nan(v), v, s.sqrt(s.max(v, zero)))
         } else {
-            s.select(s.gt(v, zero), one, s.select(s.is_nan(v), v, zero))
+            s.select(s.gt(v, zero), s.splat(1.0), s.select(s.is_nan(v), v, zero))
         }
-    };
+    }
     let (mut gdy, mut gsum) = (zero, zero);
     let mut i = 0;
     // SAFETY: accesses stay inside the three rows; element i is read before
@@ -451,7 +472,7 @@ pub unsafe fn exact_backward_row<S: SimdF32, const SQUARE: bool>(
             } else {
                 (s.load_tail(p.add(i), n - i, 0.0), s.load_tail(dy.add(i), n - i, 0.0))
             };
-            let g = weight(pv);
+            let g = weight::<S, SQUARE>(s, pv);
             gdy = s.fma(g, dv, gdy);
             gsum = s.add(gsum, g);
             i += l;
@@ -461,12 +482,12 @@ pub unsafe fn exact_backward_row<S: SimdF32, const SQUARE: bool>(
         let vmean = s.splat(mean);
         let mut i = 0;
         while i + l <= n {
-            let g = weight(s.load(p.add(i)));
+            let g = weight::<S, SQUARE>(s, s.load(p.add(i)));
             s.store(dx.add(i), s.mul(g, s.sub(s.load(dy.add(i)), vmean)));
             i += l;
         }
         if i < n {
-            let g = weight(s.load_tail(p.add(i), n - i, 0.0));
+            let g = weight::<S, SQUARE>(s, s.load_tail(p.add(i), n - i, 0.0));
             let d = s.load_tail(dy.add(i), n - i, 0.0);
             s.store_tail(dx.add(i), n - i, s.mul(g, s.sub(d, vmean)));
         }
