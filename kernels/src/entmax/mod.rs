@@ -22,7 +22,7 @@
 //! gives all zeros; n = 1 gives [1]. Subtracting the row maximum first keeps
 //! finite magnitudes exact.
 
-use crate::simd::{exp, ln, ln_1p, SimdF32};
+use crate::simd::{exp, ln, ln_1p, SimdF32, MAX_LANES};
 use crate::softmax::{fill, max_and_nan};
 
 #[cfg(target_arch = "x86_64")]
@@ -246,6 +246,22 @@ pub unsafe fn exact_row<S: SimdF32, const SQUARE: bool>(s: S, x: *const f32, y: 
     }
 }
 
+/// Returns p and p/v of one vector at the constants (max, θ, a, 1/a); see
+/// [`alpha_pass`].
+#[inline(always)]
+fn alpha_eval<S: SimdF32, const NEAR_ONE: bool>(s: S, v: S::V, consts: (S::V, S::V, S::V, S::V)) -> (S::V, S::V) {
+    let (vm, vtheta, va, vb) = consts;
+    let zero = s.splat(0.0);
+    // x − max first, so that the result depends on x − max only.
+    let w = s.mul(va, s.sub(s.sub(v, vm), vtheta));
+    let (base, log) = if NEAR_ONE { (s.add(s.splat(1.0), w), ln_1p(s, w)) } else { (w, ln(s, w)) };
+    // Lanes outside the support compute garbage that the select drops.
+    let inside = s.gt(base, s.splat(f32::MIN_POSITIVE));
+    let p = s.select(inside, exp(s, s.mul(vb, log)), zero);
+    let slope = s.select(inside, s.div(p, base), zero);
+    (p, slope)
+}
+
 /// One pass of the α-entmax iteration at normalizer `theta`, with
 /// z = x − max and a = α − 1:
 /// - `NEAR_ONE`: v = 1 + q with q = a·(z − θ), and ln v = ln(1 + q) in its
@@ -255,17 +271,15 @@ pub unsafe fn exact_row<S: SimdF32, const SQUARE: bool>(s: S, x: *const f32, y: 
 ///   threshold in units of x.
 ///
 /// p = v^(1/a) for v > 0 and 0 otherwise. Returns (Σ p, Σ p/v); the second
-/// is −dΣp/dθ in both forms. When `y` is not null, also stores p into it.
+/// is −dΣp/dθ in both forms.
 ///
 /// # Safety
 ///
-/// `x[0 .. n]` readable; `y` null or `y[0 .. n]` writable, equal to `x` or
-/// disjoint.
+/// `x[0 .. n]` must be readable.
 #[inline(always)]
 unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
     s: S,
     x: *const f32,
-    y: *mut f32,
     n: usize,
     max: f32,
     a: f32,
@@ -274,43 +288,24 @@ unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
     let l = S::LANES;
     let consts = (s.splat(max), s.splat(theta), s.splat(a), s.splat(1.0 / a));
     let zero = s.splat(0.0);
-    #[inline(always)]
-    fn eval<S: SimdF32, const NEAR_ONE: bool>(s: S, v: S::V, consts: (S::V, S::V, S::V, S::V)) -> (S::V, S::V) {
-        let (vm, vtheta, va, vb) = consts;
-        let zero = s.splat(0.0);
-        // x − max first, so that the result depends on x − max only.
-        let w = s.mul(va, s.sub(s.sub(v, vm), vtheta));
-        let (base, log) = if NEAR_ONE { (s.add(s.splat(1.0), w), ln_1p(s, w)) } else { (w, ln(s, w)) };
-        // Lanes outside the support compute garbage that the select drops.
-        let inside = s.gt(base, s.splat(f32::MIN_POSITIVE));
-        let p = s.select(inside, exp(s, s.mul(vb, log)), zero);
-        let slope = s.select(inside, s.div(p, base), zero);
-        (p, slope)
-    }
     // Lane sums run over blocks of BLOCK vectors and the block sums add up
     // in f64, so the error of Σp stays near EPS even for 1e5 terms.
     const BLOCK: usize = 64;
     let (mut p_total, mut d_total) = (0.0f64, 0.0f64);
     let mut i = 0;
-    // SAFETY: accesses stay inside x[0 .. n] and y[0 .. n].
+    // SAFETY: loads stay inside x[0 .. n].
     unsafe {
         while i < n {
             let (mut p0, mut d0) = (zero, zero);
             let end = n.min(i + BLOCK * l);
             while i + l <= end {
-                let (p, d) = eval::<S, NEAR_ONE>(s, s.load(x.add(i)), consts);
-                if !y.is_null() {
-                    s.store(y.add(i), p);
-                }
+                let (p, d) = alpha_eval::<S, NEAR_ONE>(s, s.load(x.add(i)), consts);
                 p0 = s.add(p0, p);
                 d0 = s.add(d0, d);
                 i += l;
             }
             if i < end {
-                let (p, d) = eval::<S, NEAR_ONE>(s, s.load_tail(x.add(i), end - i, f32::NEG_INFINITY), consts);
-                if !y.is_null() {
-                    s.store_tail(y.add(i), end - i, p);
-                }
+                let (p, d) = alpha_eval::<S, NEAR_ONE>(s, s.load_tail(x.add(i), end - i, f32::NEG_INFINITY), consts);
                 p0 = s.add(p0, p);
                 d0 = s.add(d0, d);
                 i = end;
@@ -320,29 +315,6 @@ unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
         }
     }
     (p_total as f32, d_total as f32)
-}
-
-/// Multiplies `y[0 .. n]` by `r`.
-///
-/// # Safety
-///
-/// `y[0 .. n]` must be readable and writable.
-#[inline(always)]
-unsafe fn scale_row<S: SimdF32>(s: S, y: *mut f32, n: usize, r: f32) {
-    let l = S::LANES;
-    let vr = s.splat(r);
-    let mut i = 0;
-    // SAFETY: accesses stay inside y[0 .. n].
-    unsafe {
-        while i + l <= n {
-            s.store(y.add(i), s.mul(s.load(y.add(i)), vr));
-            i += l;
-        }
-        if i < n {
-            let v = s.load_tail(y.add(i), n - i, 0.0);
-            s.store_tail(y.add(i), n - i, s.mul(v, vr));
-        }
-    }
 }
 
 /// Computes `y = α-entmax(x)` over one row of `n` elements for α > 1.
@@ -379,8 +351,86 @@ pub unsafe fn alpha_row<S: SimdF32>(s: S, x: *const f32, y: *mut f32, n: usize, 
     }
 }
 
+/// Copies the entries of `x[0 .. n]` above `bound` to `out`, in order, and
+/// returns their count.
+///
+/// # Safety
+///
+/// `x[0 .. n]` readable, `out[0 .. n]` writable and disjoint from `x`.
+#[inline(always)]
+unsafe fn compact_candidates<S: SimdF32>(s: S, x: *const f32, n: usize, bound: f32, out: *mut f32) -> usize {
+    let l = S::LANES;
+    let vb = s.splat(bound);
+    let mut lanes = [0.0f32; MAX_LANES];
+    let (mut i, mut k) = (0, 0);
+    // SAFETY: loads cover x[i .. i + l] with i + l <= n, or the tail x[i .. n];
+    // at most n values are written to out.
+    unsafe {
+        while i < n {
+            let v = if i + l <= n { s.load(x.add(i)) } else { s.load_tail(x.add(i), n - i, f32::NEG_INFINITY) };
+            if s.mask_any(s.gt(v, vb)) {
+                s.to_array(v, &mut lanes);
+                for &value in &lanes[..l.min(n - i)] {
+                    if value > bound {
+                        *out.add(k) = value;
+                        k += 1;
+                    }
+                }
+            }
+            i += l;
+        }
+    }
+    k
+}
+
+/// Writes p·r for every entry of `x[0 .. n]` at normalizer `theta` (see
+/// [`alpha_pass`]), with 0 for vectors that have no entry above `bound`.
+///
+/// # Safety
+///
+/// `x[0 .. n]` readable, `y[0 .. n]` writable, equal to `x` or disjoint.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn alpha_write<S: SimdF32, const NEAR_ONE: bool>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    n: usize,
+    max: f32,
+    a: f32,
+    theta: f32,
+    bound: f32,
+    r: f32,
+) {
+    let l = S::LANES;
+    let consts = (s.splat(max), s.splat(theta), s.splat(a), s.splat(1.0 / a));
+    let (vb, vr, zero) = (s.splat(bound), s.splat(r), s.splat(0.0));
+    let mut i = 0;
+    // SAFETY: accesses stay inside x[0 .. n] and y[0 .. n]; element i is
+    // read before it is written.
+    unsafe {
+        while i < n {
+            let full = i + l <= n;
+            let v = if full { s.load(x.add(i)) } else { s.load_tail(x.add(i), n - i, f32::NEG_INFINITY) };
+            let out = if s.mask_any(s.gt(v, vb)) { s.mul(alpha_eval::<S, NEAR_ONE>(s, v, consts).0, vr) } else { zero };
+            if full {
+                s.store(y.add(i), out);
+            } else {
+                s.store_tail(y.add(i), n - i, out);
+            }
+            i += l;
+        }
+    }
+}
+
 /// The iteration of [`alpha_row`] in the parameterization of
 /// [`alpha_pass`] selected by `NEAR_ONE`.
+///
+/// Only entries with x > max − 1/a can have p > 0 (both forms have
+/// v ≤ 1 + a·(x − max) there), so unless the call is in place, those
+/// candidates are first copied to the front of `y` and the iteration runs
+/// over them alone. The final pass over the row writes p divided by the
+/// candidates' Σp.
 ///
 /// # Safety
 ///
@@ -389,15 +439,25 @@ pub unsafe fn alpha_row<S: SimdF32>(s: S, x: *const f32, y: *mut f32, n: usize, 
 unsafe fn alpha_solve<S: SimdF32, const NEAR_ONE: bool>(s: S, x: *const f32, y: *mut f32, n: usize, max: f32, alpha: f32) {
     let a = alpha - 1.0;
     let a64 = a as f64;
-    let c_hi = -(-a64 * (n as f64).ln()).exp_m1() / a64;
+    // Rounded down a little, so that no candidate is lost to rounding, and
+    // strictly below max even where 1/a is below max's ulp.
+    let bound = ((max as f64 - (1.0 + 1e-6) / a64) as f32).min(max.next_down());
+    let (cand, k) = if std::ptr::eq(x, y) {
+        (x, n)
+    } else {
+        // SAFETY: x and y are disjoint rows of n elements.
+        (y as *const f32, unsafe { compact_candidates(s, x, n, bound, y) })
+    };
+    // Every candidate has p ≤ 1/k at c = c_hi.
+    let c_hi = -(-a64 * (k.max(1) as f64).ln()).exp_m1() / a64;
     // In the threshold form the bracket is [0 − 1/a, c_hi − 1/a].
     let offset = if NEAR_ONE { 0.0 } else { -1.0 / a64 };
     let (mut lo, mut hi) = (offset as f32, (c_hi + offset) as f32);
     let mut theta = lo;
     let mut last_f = f32::INFINITY;
     for _ in 0..MAX_PASSES {
-        // SAFETY: forwarded from the caller; a null `y` is never written.
-        let (sum, slope) = unsafe { alpha_pass::<S, NEAR_ONE>(s, x, std::ptr::null_mut(), n, max, a, theta) };
+        // SAFETY: cand[0 .. k] is readable.
+        let (sum, slope) = unsafe { alpha_pass::<S, NEAR_ONE>(s, cand, k, max, a, theta) };
         let f = sum - 1.0;
         if f > 0.0 {
             lo = theta;
@@ -423,10 +483,11 @@ unsafe fn alpha_solve<S: SimdF32, const NEAR_ONE: bool>(s: S, x: *const f32, y: 
         }
         theta = next;
     }
-    // SAFETY: forwarded from the caller.
+    // SAFETY: cand[0 .. k] is readable, then the caller's row contract
+    // covers the write; cand is no longer read once y is written.
     unsafe {
-        let (sum, _) = alpha_pass::<S, NEAR_ONE>(s, x, y, n, max, a, theta);
-        scale_row(s, y, n, 1.0 / sum);
+        let (sum, _) = alpha_pass::<S, NEAR_ONE>(s, cand, k, max, a, theta);
+        alpha_write::<S, NEAR_ONE>(s, x, y, n, max, a, theta, bound, 1.0 / sum);
     }
 }
 
