@@ -39,11 +39,11 @@ pub mod scalar;
 pub const MAX_PASSES: usize = 64;
 
 /// Residual |Σp − 1| at which the α-entmax iteration takes its last
-/// Newton step and stops. The step leaves a residual of about the square
-/// of this, below f32 resolution, and the threshold sits well above the
+/// Halley step and stops. The step leaves a residual of about the cube of
+/// this, below f32 resolution, and the threshold sits well above the
 /// rounding noise of an f32 sum over 1e5 terms, which could otherwise keep
 /// the iteration going.
-pub const CONVERGED: f32 = 1e-4;
+pub const CONVERGED: f32 = 1e-3;
 
 /// Sums of one threshold pass over the entries with d = u − τ > 0.
 struct Support {
@@ -248,10 +248,14 @@ pub unsafe fn exact_row<S: SimdF32, const SQUARE: bool>(s: S, x: *const f32, y: 
     }
 }
 
-/// Returns p and p/v of one vector at the constants (max, θ, a, 1/a); see
-/// [`alpha_pass`].
+/// Returns p, p/v and p/v² of one vector at the constants (max, θ, a, 1/a);
+/// see [`alpha_pass`].
 #[inline(always)]
-fn alpha_eval<S: SimdF32, const NEAR_ONE: bool>(s: S, v: S::V, consts: (S::V, S::V, S::V, S::V)) -> (S::V, S::V) {
+fn alpha_eval<S: SimdF32, const NEAR_ONE: bool>(
+    s: S,
+    v: S::V,
+    consts: (S::V, S::V, S::V, S::V),
+) -> (S::V, S::V, S::V) {
     let (vm, vtheta, va, vb) = consts;
     let zero = s.splat(0.0);
     // x − max first, so that the result depends on x − max only.
@@ -260,8 +264,9 @@ fn alpha_eval<S: SimdF32, const NEAR_ONE: bool>(s: S, v: S::V, consts: (S::V, S:
     // Lanes outside the support compute garbage that the select drops.
     let inside = s.gt(base, s.splat(f32::MIN_POSITIVE));
     let p = s.select(inside, exp(s, s.mul(vb, log)), zero);
-    let slope = s.select(inside, s.div(p, base), zero);
-    (p, slope)
+    let inv = s.div(s.splat(1.0), base);
+    let slope = s.select(inside, s.mul(p, inv), zero);
+    (p, slope, s.mul(slope, inv))
 }
 
 /// One pass of the α-entmax iteration at normalizer `theta`, with
@@ -272,8 +277,8 @@ fn alpha_eval<S: SimdF32, const NEAR_ONE: bool>(s: S, v: S::V, consts: (S::V, S:
 ///   (Sterbenz), so small v keep full relative precision; θ = t, the
 ///   threshold in units of x.
 ///
-/// p = v^(1/a) for v > 0 and 0 otherwise. Returns (Σ p, Σ p/v); the second
-/// is −dΣp/dθ in both forms.
+/// p = v^(1/a) for v > 0 and 0 otherwise. Returns (Σ p, Σ p/v, Σ p/v²):
+/// in both forms dΣp/dθ = −Σ p/v and d²Σp/dθ² = (1 − a)·Σ p/v².
 ///
 /// # Safety
 ///
@@ -286,37 +291,35 @@ unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
     max: f32,
     a: f32,
     theta: f32,
-) -> (f32, f32) {
+) -> (f32, f32, f32) {
     let l = S::LANES;
     let consts = (s.splat(max), s.splat(theta), s.splat(a), s.splat(1.0 / a));
     let zero = s.splat(0.0);
     // Lane sums run over blocks of BLOCK vectors and the block sums add up
     // in f64, so the error of Σp stays near EPS even for 1e5 terms.
     const BLOCK: usize = 64;
-    let (mut p_total, mut d_total) = (0.0f64, 0.0f64);
+    let (mut p_total, mut d_total, mut e_total) = (0.0f64, 0.0f64, 0.0f64);
     let mut i = 0;
     // SAFETY: loads stay inside x[0 .. n].
     unsafe {
         while i < n {
-            let (mut p0, mut d0) = (zero, zero);
+            let (mut p0, mut d0, mut e0) = (zero, zero, zero);
             let end = n.min(i + BLOCK * l);
-            while i + l <= end {
-                let (p, d) = alpha_eval::<S, NEAR_ONE>(s, s.load(x.add(i)), consts);
+            while i < end {
+                let v = if i + l <= end { s.load(x.add(i)) } else { s.load_tail(x.add(i), end - i, f32::NEG_INFINITY) };
+                let (p, d, e) = alpha_eval::<S, NEAR_ONE>(s, v, consts);
                 p0 = s.add(p0, p);
                 d0 = s.add(d0, d);
+                e0 = s.add(e0, e);
                 i += l;
             }
-            if i < end {
-                let (p, d) = alpha_eval::<S, NEAR_ONE>(s, s.load_tail(x.add(i), end - i, f32::NEG_INFINITY), consts);
-                p0 = s.add(p0, p);
-                d0 = s.add(d0, d);
-                i = end;
-            }
+            i = end;
             p_total += s.reduce_add(p0) as f64;
             d_total += s.reduce_add(d0) as f64;
+            e_total += s.reduce_add(e0) as f64;
         }
     }
-    (p_total as f32, d_total as f32)
+    (p_total as f32, d_total as f32, e_total as f32)
 }
 
 /// Computes `y = α-entmax(x)` over one row of `n` elements for α > 1.
@@ -356,15 +359,23 @@ pub unsafe fn alpha_row<S: SimdF32>(s: S, x: *const f32, y: *mut f32, n: usize, 
 }
 
 /// Copies the entries of `x[0 .. n]` above `bound` to `out`, in order, and
-/// returns their count.
+/// returns their count and the sum of their x − max.
 ///
 /// # Safety
 ///
 /// `x[0 .. n]` readable, `out[0 .. n]` writable and disjoint from `x`.
 #[inline(always)]
-unsafe fn compact_candidates<S: SimdF32>(s: S, x: *const f32, n: usize, bound: f32, out: *mut f32) -> usize {
+unsafe fn compact_candidates<S: SimdF32>(
+    s: S,
+    x: *const f32,
+    n: usize,
+    max: f32,
+    bound: f32,
+    out: *mut f32,
+) -> (usize, f32) {
     let l = S::LANES;
-    let vb = s.splat(bound);
+    let (vb, vm, zero) = (s.splat(bound), s.splat(max), s.splat(0.0));
+    let mut sum = zero;
     let mut lanes = [0.0f32; MAX_LANES];
     let (mut i, mut k) = (0, 0);
     // SAFETY: loads cover x[i .. i + l] with i + l <= n, or the tail x[i .. n];
@@ -372,19 +383,21 @@ unsafe fn compact_candidates<S: SimdF32>(s: S, x: *const f32, n: usize, bound: f
     unsafe {
         while i < n {
             let v = if i + l <= n { s.load(x.add(i)) } else { s.load_tail(x.add(i), n - i, f32::NEG_INFINITY) };
-            if s.mask_any(s.gt(v, vb)) {
+            let above = s.gt(v, vb);
+            if s.mask_any(above) {
+                sum = s.add(sum, s.select(above, s.sub(v, vm), zero));
                 s.to_array(v, &mut lanes);
+                // Branch-free: every lane is written at out[k] and only
+                // candidates advance k. k ≤ i + lane < n keeps it in bounds.
                 for &value in &lanes[..l.min(n - i)] {
-                    if value > bound {
-                        *out.add(k) = value;
-                        k += 1;
-                    }
+                    *out.add(k) = value;
+                    k += usize::from(value > bound);
                 }
             }
             i += l;
         }
     }
-    k
+    (k, s.reduce_add(sum))
 }
 
 /// Writes p·r for every entry of `x[0 .. n]` at normalizer `theta` (see
@@ -446,22 +459,30 @@ unsafe fn alpha_solve<S: SimdF32, const NEAR_ONE: bool>(s: S, x: *const f32, y: 
     // Rounded down a little, so that no candidate is lost to rounding, and
     // strictly below max even where 1/a is below max's ulp.
     let bound = ((max as f64 - (1.0 + 1e-6) / a64) as f32).min(max.next_down());
-    let (cand, k) = if std::ptr::eq(x, y) {
-        (x, n)
+    let (cand, k, z_sum) = if std::ptr::eq(x, y) {
+        (x, n, f32::NAN)
     } else {
         // SAFETY: x and y are disjoint rows of n elements.
-        (y as *const f32, unsafe { compact_candidates(s, x, n, bound, y) })
+        let (k, z_sum) = unsafe { compact_candidates(s, x, n, max, bound, y) };
+        (y as *const f32, k, z_sum)
     };
-    // Every candidate has p ≤ 1/k at c = c_hi.
-    let c_hi = -(-a64 * (k.max(1) as f64).ln()).exp_m1() / a64;
+    // Every candidate has p ≤ 1/k at c = (1 − k^(−a))/a, which is at most
+    // both ln k and 1/a; the looser bound saves libm calls.
+    let ln_k = (k.max(1) as f32).ln();
+    let c_hi = (ln_k as f64).min(1.0 / a64);
     // In the threshold form the bracket is [0 − 1/a, c_hi − 1/a].
     let offset = if NEAR_ONE { 0.0 } else { -1.0 / a64 };
     let (mut lo, mut hi) = (offset as f32, (c_hi + offset) as f32);
-    let mut theta = lo;
+    // Start where k candidates all equal to their mean z̄ would sum to 1:
+    // c = z̄ + (1 − k^(−a))/a. For α ≤ 2, p is convex in z, so by Jensen's
+    // inequality Σp ≥ 1 there and the start is a lower bound; for α > 2
+    // the bracket catches a start on the wrong side.
+    let start = (z_sum / k as f32) as f64 - (-a64 * ln_k as f64).exp_m1() / a64 + offset;
+    let mut theta = if start > lo as f64 && start < hi as f64 { start as f32 } else { lo };
     let mut last_f = f32::INFINITY;
     for _ in 0..MAX_PASSES {
         // SAFETY: cand[0 .. k] is readable.
-        let (sum, slope) = unsafe { alpha_pass::<S, NEAR_ONE>(s, cand, k, max, a, theta) };
+        let (sum, slope, curvature) = unsafe { alpha_pass::<S, NEAR_ONE>(s, cand, k, max, a, theta) };
         let f = sum - 1.0;
         if f > 0.0 {
             lo = theta;
@@ -471,9 +492,15 @@ unsafe fn alpha_solve<S: SimdF32, const NEAR_ONE: bool>(s: S, x: *const f32, y: 
         // Newton's step on h(θ) = (Σp)^a − 1 rather than on f: for a
         // support of equal entries h is exactly linear in θ, and for real
         // rows it is close to linear for every α, while f is strongly
-        // curved as α → 1 (where h tends to ln Σp).
-        let ln_sum = (sum as f64).ln();
-        let newton = theta + ((a64 * ln_sum).exp_m1() / (a64 * slope as f64 * ((a64 - 1.0) * ln_sum).exp())) as f32;
+        // curved as α → 1 (where h tends to ln Σp). Once |f| is small,
+        // Halley's step on f, which converges cubically, needs no libm call.
+        let step = if f.abs() < 0.01 {
+            2.0 * f * slope / (2.0 * slope * slope - f * (1.0 - a) * curvature)
+        } else {
+            let ln_sum = (sum as f64).ln();
+            ((a64 * ln_sum).exp_m1() / (a64 * slope as f64 * ((a64 - 1.0) * ln_sum).exp())) as f32
+        };
+        let newton = theta + step;
         let inside = newton > lo && newton < hi;
         if f.abs() <= CONVERGED {
             // One more Newton step costs no pass and squares the residual.
@@ -495,7 +522,7 @@ unsafe fn alpha_solve<S: SimdF32, const NEAR_ONE: bool>(s: S, x: *const f32, y: 
     // SAFETY: cand[0 .. k] is readable, then the caller's row contract
     // covers the write; cand is no longer read once y is written.
     unsafe {
-        let (sum, _) = alpha_pass::<S, NEAR_ONE>(s, cand, k, max, a, theta);
+        let (sum, _, _) = alpha_pass::<S, NEAR_ONE>(s, cand, k, max, a, theta);
         alpha_write::<S, NEAR_ONE>(s, x, y, n, max, a, theta, bound, 1.0 / sum);
     }
 }
