@@ -86,7 +86,7 @@ impl EntmaxKernels {
     pub(crate) const NEON: Self = entmax_table!(neon, neon);
 }
 
-/// Which normalizer a forward or backward call computes.
+/// The normalizer that a forward or backward call computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Normalizer {
     Sparsemax,

@@ -61,9 +61,9 @@ impl Kind {
         }
     }
 
-    /// Absolute tolerance of entry `w` of a row of `n` whose entries have a
-    /// total [`Kind::conditioning`] of `cond_sum`, which the normalization
-    /// may move onto any entry; see the module comment.
+    /// Absolute tolerance of entry `w` of a row of `n`; see the module
+    /// comment. `cond_sum` is the row's total [`Kind::conditioning`], which
+    /// the normalization may move onto any entry.
     fn tolerance(self, w: f64, n: usize, cond_sum: f64) -> f64 {
         let sum = 0.01 * n as f64;
         match self {
@@ -455,7 +455,8 @@ fn check_edge_policy(isa: Isa) {
     let mut long = vec![0.0f32; 100];
     long[50] = 1.0;
     let y = sparse(&long);
-    assert!(y[50] == 1.0 && y.iter().filter(|&&v| v == 0.0).count() == 99, "99 entries tied at τ: {y:?}");
+    assert_eq!(y[50], 1.0, "the maximum of a row with 99 entries tied at τ");
+    assert_eq!(y.iter().filter(|&&v| v == 0.0).count(), 99, "99 entries tied at τ: {y:?}");
     let uniform = sparse(&[0.25f32; 64]);
     assert!(uniform.iter().all(|&v| (v - 1.0 / 64.0).abs() <= 1e-9), "uniform row {uniform:?}");
 }
@@ -540,7 +541,8 @@ fn entmax_rejects_bad_arguments() {
     for alpha in [0.5f32, 0.999, -1.0, f32::NAN, f32::INFINITY] {
         let e = mlak::alpha_entmax(&x, 5, &mut y, 5, 4, 5, &[alpha]).unwrap_err();
         assert_eq!(e.status(), mlak::Status::InvalidArgument);
-        assert!(e.message().contains("alpha[0]") && e.message().contains(">= 1"), "alpha {alpha}: {}", e.message());
+        assert!(e.message().contains("alpha[0]"), "alpha {alpha}: {}", e.message());
+        assert!(e.message().contains(">= 1"), "alpha {alpha}: {}", e.message());
     }
     let e = mlak::alpha_entmax(&x, 5, &mut y, 5, 4, 5, &[1.5, 1.5]).unwrap_err();
     assert!(e.message().contains("alpha has 2 values"), "{}", e.message());

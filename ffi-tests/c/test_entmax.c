@@ -81,11 +81,17 @@ static void test_sparsemax(void) {
         const float all_ninf[3] = {-INFINITY, -INFINITY, -INFINITY};
         float out[3];
         CHECK(mlak_sparsemax_f32(ninf, 3, out, 3, 1, 3) == MLAK_STATUS_OK);
-        CHECK(out[0] == 0.0f && out[1] == 1.0f && out[2] == 0.0f);
+        CHECK(out[0] == 0.0f);
+        CHECK(out[1] == 1.0f);
+        CHECK(out[2] == 0.0f);
         CHECK(mlak_sparsemax_f32(nan_row, 3, out, 3, 1, 3) == MLAK_STATUS_OK);
-        CHECK(isnan(out[0]) && isnan(out[1]) && isnan(out[2]));
+        CHECK(isnan(out[0]));
+        CHECK(isnan(out[1]));
+        CHECK(isnan(out[2]));
         CHECK(mlak_entmax15_f32(pinf_row, 3, out, 3, 1, 3) == MLAK_STATUS_OK);
-        CHECK(isnan(out[0]) && isnan(out[1]) && isnan(out[2]));
+        CHECK(isnan(out[0]));
+        CHECK(isnan(out[1]));
+        CHECK(isnan(out[2]));
         CHECK(mlak_entmax15_f32(all_ninf, 3, out, 3, 1, 3) == MLAK_STATUS_OK);
         CHECK(all_equal(out, 3, 0.0f));
     }
@@ -133,7 +139,8 @@ static void test_alpha_entmax(void) {
         }
         CHECK(fabsf(sum - 1.0f) <= 1e-6f);
         /* The largest entry grows with alpha, from softmax to entmax-1.5. */
-        CHECK(y[2] >= soft[2] && y[2] <= e15[2]);
+        CHECK(y[2] >= soft[2]);
+        CHECK(y[2] <= e15[2]);
     }
 }
 

@@ -277,9 +277,9 @@ fn backward_export(
             None => (AlphaArg { ptr: std::ptr::null(), per_row: false }, std::ptr::null_mut()),
         };
         let args = BackwardArgs { rows, n, p, p_stride, dy, dy_stride, dx, dx_stride };
-        // SAFETY: every pointer was checked to address its strided rows; dx
-        // is p or dy with the same stride or disjoint from both; d_alpha is
-        // NULL or `rows` values disjoint from the rest; α was checked.
+        // SAFETY: every pointer was checked to address its strided rows, and
+        // dx is p or dy with the same stride or disjoint from both. d_alpha
+        // is NULL or `rows` values disjoint from the rest. α was checked.
         unsafe { em::backward_rows(which, args, alpha, d_alpha) }
     })
 }

@@ -13,9 +13,10 @@
 //!   candidate support (for sparsemax it is Michelot's algorithm). Each pass
 //!   also evaluates the closed-form τ of its candidate support and stops as
 //!   soon as that τ is consistent with the support, so the result is exact.
-//! - General α runs a bracketed Newton iteration on the normalizer, falling
-//!   back to bisection when a step leaves the bracket or stalls, and then
-//!   divides by the sum.
+//! - General α first copies the candidates (entries above max − 1/(α − 1))
+//!   aside, then runs a bracketed Newton and Halley iteration on the
+//!   normalizer over them, falling back to bisection when a step leaves the
+//!   bracket or stalls, and divides the output by its sum.
 //!
 //! Non-finite policy shared by all forward bodies: a NaN or +inf anywhere in
 //! the row makes the row NaN; -inf entries get 0; a row that is all -inf
@@ -33,9 +34,8 @@ pub mod avx512;
 pub mod neon;
 pub mod scalar;
 
-/// Maximum number of passes of the threshold iterations. The exact
-/// iterations stop after 2 to 8 passes on every input tested; the cap only
-/// bounds the work on adversarial rows.
+/// Maximum number of passes of the threshold iterations. Converging rows
+/// stop long before it, so the cap only bounds the work on adversarial rows.
 pub const MAX_PASSES: usize = 64;
 
 /// Residual |Σp − 1| at which the α-entmax iteration accepts its
@@ -56,8 +56,8 @@ struct Support {
     min: f32,
 }
 
-/// One pass of the exact threshold iterations: with d = (x − max)·scale − τ,
-/// sums d, d² (when `SQUARE`) and counts the entries with d > 0.
+/// Sums d and d² (when `SQUARE`) and counts the entries with d > 0, where
+/// d = (x − max)·scale − τ: one pass of the exact threshold iterations.
 ///
 /// # Safety
 ///
