@@ -212,6 +212,143 @@ void mlak_set_num_threads(size_t n);
 // integer and no `mlak_set_num_threads` has overridden it.
 mlak_status mlak_get_num_threads(size_t *out);
 
+// Computes `y = sparsemax(x)` over each of `rows` rows of `n` floats: the
+// Euclidean projection of each row onto the probability simplex,
+// `y_i = max(x_i − τ, 0)` with τ such that the row sums to 1. The support
+// and τ are exact, so entries outside the support are exactly 0. Row r of x
+// starts at `x + r * x_row_stride` (strides in elements, at least n),
+// likewise for y. `y` may be `x` with the same stride (in place) but must
+// not otherwise overlap it.
+//
+// Non-finite policy: a NaN or +inf anywhere in a row makes that output row
+// NaN; a -inf entry gives 0; a row that is all -inf gives all zeros; n = 1
+// gives [1]. The row maximum is subtracted first, so finite magnitudes
+// (1e8 and beyond) give exact results. Entries tied at the support
+// boundary get exactly 0.
+//
+// Pointers may be NULL when rows or n is 0. On error nothing is written.
+mlak_status mlak_sparsemax_f32(const float *x,
+                               int64_t x_row_stride,
+                               float *y,
+                               int64_t y_row_stride,
+                               int64_t rows,
+                               int64_t n);
+
+// Computes `y = entmax15(x)` row-wise: `y_i = max(x_i/2 − τ, 0)²` with τ
+// such that the row sums to 1 (α-entmax with α = 1.5), with exact support
+// and τ. Arguments and non-finite policy as for `mlak_sparsemax_f32`.
+mlak_status mlak_entmax15_f32(const float *x,
+                              int64_t x_row_stride,
+                              float *y,
+                              int64_t y_row_stride,
+                              int64_t rows,
+                              int64_t n);
+
+// Computes `y = alpha_entmax(x)` row-wise:
+// `y_i = max((α − 1)·x_i − τ, 0)^(1/(α − 1))` with τ such that the row sums
+// to 1. `alpha` points to `alpha_count` values: 1 (one α for every row) or
+// `rows` (one per row). Each α must be finite and >= 1: α = 1 is softmax,
+// α = 1.5 entmax-1.5 and α = 2 sparsemax, which run their exact kernels;
+// other α use a bracketed Newton iteration on τ followed by dividing by
+// the sum, so the row sums to 1 within 1e-6. As α → 1 the result tends
+// smoothly to softmax.
+//
+// Other arguments and the non-finite policy as for `mlak_sparsemax_f32`;
+// `y` must not overlap `alpha`.
+mlak_status mlak_alpha_entmax_f32(const float *x,
+                                  int64_t x_row_stride,
+                                  float *y,
+                                  int64_t y_row_stride,
+                                  int64_t rows,
+                                  int64_t n,
+                                  const float *alpha,
+                                  int64_t alpha_count);
+
+// Computes `y = sparsemax(x)` for input of any `mlak_dtype` (`x_dtype`):
+// f16 and bf16 rows are widened exactly to f32 and computed in f32. The
+// output is f32. `x` must be aligned for its dtype and must not overlap
+// `y`, except that f32 input may be `y` with the same stride. Otherwise as
+// `mlak_sparsemax_f32`.
+mlak_status mlak_sparsemax(uint32_t x_dtype,
+                           const void *x,
+                           int64_t x_row_stride,
+                           float *y,
+                           int64_t y_row_stride,
+                           int64_t rows,
+                           int64_t n);
+
+// Computes `y = entmax15(x)` for input of any `mlak_dtype`; see
+// `mlak_sparsemax` and `mlak_entmax15_f32`.
+mlak_status mlak_entmax15(uint32_t x_dtype,
+                          const void *x,
+                          int64_t x_row_stride,
+                          float *y,
+                          int64_t y_row_stride,
+                          int64_t rows,
+                          int64_t n);
+
+// Computes `y = alpha_entmax(x)` for input of any `mlak_dtype`; see
+// `mlak_sparsemax` and `mlak_alpha_entmax_f32`.
+mlak_status mlak_alpha_entmax(uint32_t x_dtype,
+                              const void *x,
+                              int64_t x_row_stride,
+                              float *y,
+                              int64_t y_row_stride,
+                              int64_t rows,
+                              int64_t n,
+                              const float *alpha,
+                              int64_t alpha_count);
+
+// Computes the sparsemax backward pass (Jacobian-vector product) for each
+// of `rows` rows: given the forward output `p` and the output gradient
+// `dy`, `dx = g·dy − (Σ g·dy / Σ g)·g` with `g = 1[p > 0]`. Each matrix has
+// its own row stride (in elements, at least n). `dx` may be `dy` or `p`
+// with the same stride but must not otherwise overlap them.
+//
+// A row whose p has no positive entry gives dx = 0; a NaN in p makes dx
+// NaN at that entry (and, through the sums, in the row's support).
+//
+// Pointers may be NULL when rows or n is 0. On error nothing is written.
+mlak_status mlak_sparsemax_backward_f32(const float *p,
+                                        int64_t p_row_stride,
+                                        const float *dy,
+                                        int64_t dy_row_stride,
+                                        float *dx,
+                                        int64_t dx_row_stride,
+                                        int64_t rows,
+                                        int64_t n);
+
+// Computes the entmax-1.5 backward pass, as `mlak_sparsemax_backward_f32`
+// with `g = sqrt(p)`.
+mlak_status mlak_entmax15_backward_f32(const float *p,
+                                       int64_t p_row_stride,
+                                       const float *dy,
+                                       int64_t dy_row_stride,
+                                       float *dx,
+                                       int64_t dx_row_stride,
+                                       int64_t rows,
+                                       int64_t n);
+
+// Computes the α-entmax backward pass, as `mlak_sparsemax_backward_f32`
+// with `g = p^(2 − α)`, and, when `d_alpha` is not NULL, the gradient of
+// the loss with respect to α of each row, `d_alpha[r] = Σ_i dy_i·∂p_i/∂α`
+// (sum these over rows for an α shared by all rows). `alpha` and
+// `alpha_count` as for `mlak_alpha_entmax_f32`; they must be the values
+// the forward pass used. Arithmetic is f64 per row, so g does not
+// overflow for α > 2 and small p. `d_alpha` must not overlap the other
+// arguments.
+mlak_status mlak_alpha_entmax_backward_f32(const float *p,
+                                           int64_t p_row_stride,
+                                           const float *dy,
+                                           int64_t dy_row_stride,
+                                           float *dx,
+                                           int64_t dx_row_stride,
+                                           int64_t rows,
+                                           int64_t n,
+                                           const float *alpha,
+                                           int64_t alpha_count,
+                                           float *d_alpha);
+
 // Returns the outcome of the most recent `cblas_sgemm` or `sgemm_` call on
 // this thread: 0 when it succeeded (or before any call), the 1-based
 // position of the first invalid argument when it was rejected (the BLAS

@@ -41,3 +41,45 @@ impl Dtype {
         }
     }
 }
+
+/// Element types that the mixed-precision safe API accepts as input: f32,
+/// `half::f16` and `half::bf16`.
+pub trait Element: Copy + sealed::Sealed {
+    /// The matching [`Dtype`].
+    const DTYPE: Dtype;
+}
+
+impl Element for f32 {
+    const DTYPE: Dtype = Dtype::F32;
+}
+impl Element for half::f16 {
+    const DTYPE: Dtype = Dtype::F16;
+}
+impl Element for half::bf16 {
+    const DTYPE: Dtype = Dtype::Bf16;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for half::f16 {}
+    impl Sealed for half::bf16 {}
+}
+
+/// Widens `n` elements of type `dtype` at `src` into `dst[0 .. n]`.
+///
+/// # Safety
+///
+/// `src` must address `n` readable, aligned elements of `dtype`.
+pub(crate) unsafe fn widen_row(dtype: Dtype, src: *const u8, dst: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    let n = dst.len();
+    // SAFETY: the caller guarantees n aligned elements of `dtype` at src.
+    unsafe {
+        match dtype {
+            Dtype::F32 => dst.copy_from_slice(std::slice::from_raw_parts(src.cast::<f32>(), n)),
+            Dtype::F16 => std::slice::from_raw_parts(src.cast::<half::f16>(), n).convert_to_f32_slice(dst),
+            Dtype::Bf16 => std::slice::from_raw_parts(src.cast::<half::bf16>(), n).convert_to_f32_slice(dst),
+        }
+    }
+}

@@ -11,6 +11,7 @@
 
 mod dispatch;
 mod dtype;
+mod entmax;
 mod error;
 mod gemm;
 pub mod ffi;
@@ -23,7 +24,10 @@ mod validate;
 pub use dispatch::{
     active_isa, best_isa, cpu_features, feature, isa_supported, last_dispatched_isa, set_isa, with_isa, Isa,
 };
-pub use dtype::Dtype;
+pub use dtype::{Dtype, Element};
+pub use entmax::{
+    alpha_entmax, alpha_entmax_backward, entmax15, entmax15_backward, sparsemax, sparsemax_backward, BackwardShape,
+};
 pub use error::{Error, Result, Status};
 pub use gemm::{gemm_mixed, sgemm, sgemm_strided_safe as sgemm_strided, GemmInput, Layout, Transpose};
 pub use softmax::{

@@ -19,7 +19,7 @@ type ExpFn = unsafe fn(*const f32, *mut f32, usize);
 
 /// The softmax family's entry points at one dispatch level.
 pub(crate) struct SoftmaxKernels {
-    softmax: RowMapFn,
+    pub(crate) softmax: RowMapFn,
     log_softmax: RowMapFn,
     confidence: ConfidenceFn,
     exp: ExpFn,
@@ -71,7 +71,7 @@ impl SoftmaxKernels {
 /// about as much as normalizing 64K elements.
 const MIN_ELEMS_PER_THREAD: usize = 1 << 16;
 
-fn rows_per_chunk(n: usize) -> usize {
+pub(crate) fn rows_per_chunk(n: usize) -> usize {
     (MIN_ELEMS_PER_THREAD / n.max(1)).max(1)
 }
 
@@ -178,7 +178,7 @@ impl ExitThresholds {
     }
 }
 
-fn check_rows(name: &str, len: usize, rows: usize, n: usize, stride: usize) -> Result<usize> {
+pub(crate) fn check_rows(name: &str, len: usize, rows: usize, n: usize, stride: usize) -> Result<usize> {
     validate::check_row_stride(&format!("{name}_stride"), stride, n)?;
     let elems = validate::span(name, rows, n, stride, 4)?;
     validate::slice_len(name, len, elems)?;

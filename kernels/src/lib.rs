@@ -13,4 +13,5 @@
 
 pub mod simd;
 pub mod gemm;
+pub mod entmax;
 pub mod softmax;

@@ -3,10 +3,12 @@
 //! thread-local message read with `mlak_last_error`.
 
 mod core;
+mod entmax;
 mod gemm;
 mod softmax;
 
 pub use self::core::*;
+pub use self::entmax::*;
 pub use self::gemm::*;
 pub use self::softmax::*;
 

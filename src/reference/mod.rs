@@ -6,3 +6,4 @@
 
 pub mod gemm;
 pub mod softmax;
+pub mod entmax;

@@ -114,6 +114,29 @@ unsafe impl SimdF32 for Avx2 {
         unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(a))) }
     }
     #[inline(always)]
+    fn div(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_div_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sqrt(self, a: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_sqrt_ps(a) }
+    }
+    #[inline(always)]
+    fn split_exponent(self, a: __m256) -> (__m256, __m256) {
+        // SAFETY: AVX2 is part of the token's contract.
+        unsafe {
+            let bits = _mm256_castps_si256(a);
+            let e = _mm256_sub_epi32(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(127));
+            let m = _mm256_or_si256(
+                _mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)),
+                _mm256_set1_epi32(0x3f80_0000),
+            );
+            (_mm256_castsi256_ps(m), _mm256_cvtepi32_ps(e))
+        }
+    }
+    #[inline(always)]
     fn lt(self, a: __m256, b: __m256) -> __m256 {
         // SAFETY: AVX is implied by the token.
         unsafe { _mm256_cmp_ps::<_CMP_LT_OQ>(a, b) }

@@ -110,6 +110,29 @@ unsafe impl SimdF32 for Avx512 {
         unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(a))) }
     }
     #[inline(always)]
+    fn div(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_div_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sqrt(self, a: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_sqrt_ps(a) }
+    }
+    #[inline(always)]
+    fn split_exponent(self, a: __m512) -> (__m512, __m512) {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe {
+            let bits = _mm512_castps_si512(a);
+            let e = _mm512_sub_epi32(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(127));
+            let m = _mm512_or_si512(
+                _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
+                _mm512_set1_epi32(0x3f80_0000),
+            );
+            (_mm512_castsi512_ps(m), _mm512_cvtepi32_ps(e))
+        }
+    }
+    #[inline(always)]
     fn lt(self, a: __m512, b: __m512) -> __mmask16 {
         // SAFETY: AVX-512F is implied by the token.
         unsafe { _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b) }

@@ -85,6 +85,14 @@ pub unsafe trait SimdF32: Copy {
     /// 23, which moves an integer held in the low mantissa bits of `a` into
     /// the exponent field.
     fn shift_into_exponent(self, a: Self::V) -> Self::V;
+    /// Lane-wise IEEE division `a / b`, correctly rounded.
+    fn div(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise IEEE square root, correctly rounded.
+    fn sqrt(self, a: Self::V) -> Self::V;
+    /// Splits a positive normal `a` into `(m, e)` with `a = m · 2^e`,
+    /// `m` in [1, 2) and `e` an integer stored as f32. The result is
+    /// unspecified for zero, negative, subnormal and non-finite lanes.
+    fn split_exponent(self, a: Self::V) -> (Self::V, Self::V);
 
     fn lt(self, a: Self::V, b: Self::V) -> Self::M;
     fn gt(self, a: Self::V, b: Self::V) -> Self::M;
@@ -175,4 +183,38 @@ fn exp_in_range<S: SimdF32>(s: S, xc: S::V) -> S::V {
     let r2 = s.mul(r, r);
     let y = s.add(s.fma(p, r2, r), s.splat(1.0));
     s.mul(y, scale)
+}
+
+/// Computes ln x lane-wise for positive normal finite x.
+///
+/// Method: x = m · 2^e with m in [√½, √2), then ln m = 2·atanh(t) with
+/// t = (m − 1)/(m + 1), |t| ≤ 0.1716, from its Taylor series to t^9, whose
+/// truncation error is below 2e-9 relative. Zero, negative, subnormal and
+/// non-finite lanes give unspecified values; callers mask them.
+#[inline(always)]
+pub fn ln<S: SimdF32>(s: S, x: S::V) -> S::V {
+    let (m, e) = s.split_exponent(x);
+    let big = s.gt(m, s.splat(std::f32::consts::SQRT_2));
+    let m = s.select(big, s.mul(m, s.splat(0.5)), m);
+    let e = s.select(big, s.add(e, s.splat(1.0)), e);
+    let one = s.splat(1.0);
+    let t = s.div(s.sub(m, one), s.add(m, one));
+    let t2 = s.mul(t, t);
+    let mut p = s.splat(2.0 / 9.0);
+    p = s.fma(p, t2, s.splat(2.0 / 7.0));
+    p = s.fma(p, t2, s.splat(2.0 / 5.0));
+    p = s.fma(p, t2, s.splat(2.0 / 3.0));
+    p = s.fma(p, t2, s.splat(2.0));
+    s.fma(e, s.splat(std::f32::consts::LN_2), s.mul(t, p))
+}
+
+/// Computes ln(1 + q) lane-wise for q > −1 with 1 + q normal, accurate
+/// also for |q| below f32 epsilon: with v = 1 + q rounded, the term
+/// (q − (v − 1))/v restores what the rounding of v lost.
+#[inline(always)]
+pub fn ln_1p<S: SimdF32>(s: S, q: S::V) -> S::V {
+    let one = s.splat(1.0);
+    let v = s.add(one, q);
+    let lost = s.sub(q, s.sub(v, one));
+    s.add(ln(s, v), s.div(lost, v))
 }

@@ -107,6 +107,26 @@ unsafe impl SimdF32 for Neon {
         unsafe { vreinterpretq_f32_u32(vshlq_n_u32::<23>(vreinterpretq_u32_f32(a))) }
     }
     #[inline(always)]
+    fn div(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vdivq_f32(a, b) }
+    }
+    #[inline(always)]
+    fn sqrt(self, a: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vsqrtq_f32(a) }
+    }
+    #[inline(always)]
+    fn split_exponent(self, a: float32x4_t) -> (float32x4_t, float32x4_t) {
+        // SAFETY: NEON is implied by the token.
+        unsafe {
+            let bits = vreinterpretq_u32_f32(a);
+            let e = vsubq_s32(vreinterpretq_s32_u32(vshrq_n_u32::<23>(bits)), vdupq_n_s32(127));
+            let m = vorrq_u32(vandq_u32(bits, vdupq_n_u32(0x007f_ffff)), vdupq_n_u32(0x3f80_0000));
+            (vreinterpretq_f32_u32(m), vcvtq_f32_s32(e))
+        }
+    }
+    #[inline(always)]
     fn lt(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
         // SAFETY: NEON is implied by the token.
         unsafe { vcltq_f32(a, b) }

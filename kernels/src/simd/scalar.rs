@@ -90,6 +90,20 @@ unsafe impl SimdF32 for Scalar {
         f32::from_bits(a.to_bits() << 23)
     }
     #[inline(always)]
+    fn div(self, a: f32, b: f32) -> f32 {
+        a / b
+    }
+    #[inline(always)]
+    fn sqrt(self, a: f32) -> f32 {
+        a.sqrt()
+    }
+    #[inline(always)]
+    fn split_exponent(self, a: f32) -> (f32, f32) {
+        let bits = a.to_bits();
+        let e = ((bits >> 23) & 0xff) as i32 - 127;
+        (f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000), e as f32)
+    }
+    #[inline(always)]
     fn lt(self, a: f32, b: f32) -> bool {
         a < b
     }

@@ -51,7 +51,7 @@ impl Confidence {
 
 /// Pass 1 of softmax: the row maximum and whether any entry is NaN.
 #[inline(always)]
-unsafe fn max_and_nan<S: SimdF32>(s: S, x: *const f32, n: usize) -> (f32, bool) {
+pub(crate) unsafe fn max_and_nan<S: SimdF32>(s: S, x: *const f32, n: usize) -> (f32, bool) {
     let l = S::LANES;
     let ninf = s.splat(f32::NEG_INFINITY);
     let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
@@ -92,7 +92,7 @@ unsafe fn max_and_nan<S: SimdF32>(s: S, x: *const f32, n: usize) -> (f32, bool) 
 
 /// Fills `y[0 .. n]` with `value`.
 #[inline(always)]
-unsafe fn fill<S: SimdF32>(s: S, y: *mut f32, n: usize, value: f32) {
+pub(crate) unsafe fn fill<S: SimdF32>(s: S, y: *mut f32, n: usize, value: f32) {
     let l = S::LANES;
     let v = s.splat(value);
     let mut i = 0;

@@ -1,0 +1,13 @@
+//! NEON entry points of the sparse normalizer family.
+
+use crate::simd::neon::Neon;
+
+super::entmax_kernels!(
+    Neon,
+    ["neon"],
+    f32_sparsemax_neon,
+    f32_entmax15_neon,
+    f32_alpha_entmax_neon,
+    f32_sparsemax_backward_neon,
+    f32_entmax15_backward_neon
+);
