@@ -12,4 +12,5 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod simd;
+pub mod moe;
 pub mod softmax;

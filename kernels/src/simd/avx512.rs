@@ -90,6 +90,11 @@ unsafe impl SimdF32 for Avx512 {
         unsafe { _mm512_mul_ps(a, b) }
     }
     #[inline(always)]
+    fn div(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_div_ps(a, b) }
+    }
+    #[inline(always)]
     fn fma(self, a: __m512, b: __m512, c: __m512) -> __m512 {
         // SAFETY: AVX-512F is implied by the token.
         unsafe { _mm512_fmadd_ps(a, b, c) }

@@ -74,6 +74,8 @@ pub unsafe trait SimdF32: Copy {
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise IEEE division `a / b`, correctly rounded.
+    fn div(self, a: Self::V, b: Self::V) -> Self::V;
     /// Fused `a * b + c` with one rounding.
     fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// Lane-wise maximum. The result for a NaN lane is unspecified.
