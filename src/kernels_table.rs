@@ -2,24 +2,26 @@
 //! family contributes one sub-table, defined next to its driver.
 
 use crate::dispatch::Isa;
+use crate::moe::MoeKernels;
 use crate::softmax::SoftmaxKernels;
 
 /// Function pointers for every kernel at one dispatch level.
 pub(crate) struct Kernels {
     pub isa: Isa,
     pub softmax: SoftmaxKernels,
+    pub moe: MoeKernels,
 }
 
-static SCALAR: Kernels = Kernels { isa: Isa::Scalar, softmax: SoftmaxKernels::SCALAR };
+static SCALAR: Kernels = Kernels { isa: Isa::Scalar, softmax: SoftmaxKernels::SCALAR, moe: MoeKernels::SCALAR };
 
 #[cfg(target_arch = "x86_64")]
-static AVX2: Kernels = Kernels { isa: Isa::Avx2, softmax: SoftmaxKernels::AVX2 };
+static AVX2: Kernels = Kernels { isa: Isa::Avx2, softmax: SoftmaxKernels::AVX2, moe: MoeKernels::AVX2 };
 
 #[cfg(target_arch = "x86_64")]
-static AVX512: Kernels = Kernels { isa: Isa::Avx512, softmax: SoftmaxKernels::AVX512 };
+static AVX512: Kernels = Kernels { isa: Isa::Avx512, softmax: SoftmaxKernels::AVX512, moe: MoeKernels::AVX512 };
 
 #[cfg(target_arch = "aarch64")]
-static NEON: Kernels = Kernels { isa: Isa::Neon, softmax: SoftmaxKernels::NEON };
+static NEON: Kernels = Kernels { isa: Isa::Neon, softmax: SoftmaxKernels::NEON, moe: MoeKernels::NEON };
 
 /// Returns the table for `isa`. Callers check `isa_supported` first; a level
 /// that this build does not contain maps to the scalar table.

@@ -19,10 +19,10 @@ type ExpFn = unsafe fn(*const f32, *mut f32, usize);
 
 /// The softmax family's entry points at one dispatch level.
 pub(crate) struct SoftmaxKernels {
-    softmax: RowMapFn,
+    pub(crate) softmax: RowMapFn,
     log_softmax: RowMapFn,
     confidence: ConfidenceFn,
-    exp: ExpFn,
+    pub(crate) exp: ExpFn,
 }
 
 impl SoftmaxKernels {
