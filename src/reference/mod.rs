@@ -5,3 +5,4 @@
 //! instruction set.
 
 pub mod softmax;
+pub mod moe;
