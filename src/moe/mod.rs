@@ -17,8 +17,8 @@ pub use router::{
     router_z_loss, update_expert_bias, CapacityRouting, GroupedRouting, LoadStats, Router,
 };
 
-pub(crate) use layout::{combine_raw, gather_raw, layout_into, LayoutDims};
-pub(crate) use router::{grouped_rows, softmax_topk_rows, top1_capacity_rows};
+pub(crate) use layout::{combine_raw, gather_raw, layout_into, rank_send_counts_into, LayoutDims};
+pub(crate) use router::{capacity as router_capacity, grouped_rows, softmax_topk_rows, top1_capacity_rows};
 
 type GatherFn = unsafe fn(*const u8, usize, *const i64, usize, *mut u8, usize, usize);
 type CombineFn = unsafe fn(*const f32, usize, *const i64, *const f32, usize, usize, *mut f32, usize, usize, bool);
