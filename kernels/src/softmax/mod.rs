@@ -371,7 +371,8 @@ pub unsafe fn confidence_row<S: SimdF32>(s: S, x: *const f32, n: usize, inv_t: f
     let u2 = s.reduce_add(u2);
     let nf = n as f32;
 
-    let entropy = (s0.ln() - inv_t * s1 / s0).max(0.0);
+    // Rounding can push a near-zero entropy below 0; the clamp keeps NaN.
+    let entropy = clamp_nonnegative(s0.ln() - inv_t * s1 / s0);
     let max_prob = 1.0 / s0;
     let margin = (1.0 - ((st.top2 - st.top1) * inv_t).exp()) / s0;
     let logit_variance = if infinite {
@@ -381,10 +382,21 @@ pub unsafe fn confidence_row<S: SimdF32>(s: S, x: *const f32, n: usize, inv_t: f
             f32::INFINITY
         }
     } else {
-        let q = ((u2 - u1 * u1 / nf) / nf).max(0.0);
+        let q = clamp_nonnegative((u2 - u1 * u1 / nf) / nf);
         q * h * h
     };
     Confidence { entropy, max_prob, margin, logit_variance }
+}
+
+/// Returns `v` raised to 0 when negative, and NaN when NaN (unlike
+/// `f32::max`).
+#[inline(always)]
+fn clamp_nonnegative(v: f32) -> f32 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
+    }
 }
 
 /// Computes `y[i] = exp(x[i])` with the vector [`exp`], for testing and for
