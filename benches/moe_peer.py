@@ -43,7 +43,7 @@ def route(x, router_weight, bias):
 
 
 def layer(x, router_weight, bias, gate, up, down):
-    """The MoE layer as a loop over the experts that received tokens."""
+    """Runs the MoE layer as a loop over the experts that received tokens."""
     ids, w = route(x, router_weight, bias)
     out = torch.zeros_like(x)
     flat = ids.view(-1)

@@ -683,7 +683,8 @@ fn combine_and_layer_bits_ignore_thread_count() {
 #[test]
 fn moe_rejects_bad_arguments() {
     let e = MoeLayout::new(&[0, 5], 2, 1, 4, 1).unwrap_err();
-    assert!(e.message().contains("ids[1] = 5") && e.message().contains("experts = 4"), "{}", e.message());
+    assert!(e.message().contains("ids[1] = 5"), "{}", e.message());
+    assert!(e.message().contains("experts = 4"), "{}", e.message());
     let e = MoeLayout::new(&[0, 1], 2, 1, 4, 0).unwrap_err();
     assert!(e.message().contains("block = 0"), "{}", e.message());
     let mut ids = [0i32; 2];

@@ -32,6 +32,13 @@ static void naive_ffn(const float *x, const float *gate, const float *up, const 
     }
 }
 
+/* Checks got[i] == want[i] for i < n, one check per element. */
+static void check_i64(const char *what, const int64_t *got, const int64_t *want, int n) {
+    for (int i = 0; i < n; i++) {
+        CHECK(got[i] == want[i], "%s[%d] = %lld, want %lld", what, i, (long long)got[i], (long long)want[i]);
+    }
+}
+
 static float value(int i, int salt) { return (float)(((i * 7919 + salt * 104729) % 201) - 100) / 200.0f; }
 
 static void test_routers(void) {
@@ -48,7 +55,8 @@ static void test_routers(void) {
         for (int e = 1; e < E; e++) if (row[e] > row[a]) a = e;
         int b = a == 0 ? 1 : 0;
         for (int e = 0; e < E; e++) if (e != a && row[e] > row[b]) b = e;
-        CHECK(ids[t * K] == a && ids[t * K + 1] == b, "row %d ids %d %d, want %d %d", t, ids[t * K], ids[t * K + 1], a, b);
+        CHECK(ids[t * K] == a, "row %d first id %d, want %d", t, ids[t * K], a);
+        CHECK(ids[t * K + 1] == b, "row %d second id %d, want %d", t, ids[t * K + 1], b);
         double m = row[a], s = 0;
         for (int e = 0; e < E; e++) s += exp(row[e] - m);
         double pa = 1.0 / s, pb = exp(row[b] - m) / s;
@@ -63,8 +71,10 @@ static void test_routers(void) {
     int32_t g_ids[2] = {-9, -9};
     float g_w[2];
     CHECK_STATUS(mlak_moe_route_grouped_sigmoid_f32(g_logits, 1, 8, &gp, bias, g_ids, g_w, NULL), MLAK_STATUS_OK);
-    CHECK(g_ids[0] == 2 && g_ids[1] == 3, "grouped ids %d %d, want 2 3", g_ids[0], g_ids[1]);
-    CHECK(g_w[0] == 1.25f && g_w[1] == 1.25f, "grouped weights %g %g, want 1.25", g_w[0], g_w[1]);
+    CHECK(g_ids[0] == 2, "grouped first id %d, want 2", g_ids[0]);
+    CHECK(g_ids[1] == 3, "grouped second id %d, want 3", g_ids[1]);
+    CHECK(g_w[0] == 1.25f, "grouped first weight %g, want 1.25", g_w[0]);
+    CHECK(g_w[1] == 1.25f, "grouped second weight %g, want 1.25", g_w[1]);
 
     /* Capacity 1 per expert: tokens 1 and 2 overflow expert 0. */
     float c_logits[6] = {1.0f, 0.0f, 1.0f, 0.0f, 1.0f, 0.0f};
@@ -73,9 +83,12 @@ static void test_routers(void) {
     int64_t dropped[3], capacity = -1, num_dropped = -1;
     CHECK_STATUS(mlak_moe_route_top1_capacity_f32(c_logits, 3, 2, 0.5f, c_ids, c_w, dropped, NULL, &capacity, &num_dropped),
                  MLAK_STATUS_OK);
-    CHECK(capacity == 1 && num_dropped == 2, "capacity %lld dropped %lld", (long long)capacity, (long long)num_dropped);
-    CHECK(dropped[0] == 1 && dropped[1] == 2 && c_ids[1] == -1 && c_w[1] == 0.0f, "dropped list %lld %lld", (long long)dropped[0],
-          (long long)dropped[1]);
+    CHECK(capacity == 1, "capacity %lld, want 1", (long long)capacity);
+    CHECK(num_dropped == 2, "num_dropped %lld, want 2", (long long)num_dropped);
+    int64_t want_dropped[2] = {1, 2};
+    check_i64("dropped", dropped, want_dropped, 2);
+    CHECK(c_ids[1] == -1, "dropped token id %d, want -1", c_ids[1]);
+    CHECK(c_w[1] == 0.0f, "dropped token weight %g, want 0", c_w[1]);
 
     int64_t counts[E];
     float mean[E], aux = -1.0f, z = -1.0f;
@@ -89,7 +102,9 @@ static void test_routers(void) {
     float b[4] = {0, 0, 0, 0};
     int64_t loads[4] = {3, 1, 2, 2};
     CHECK_STATUS(mlak_moe_update_bias_f32(b, loads, 4, 0.5f), MLAK_STATUS_OK);
-    CHECK(b[0] == -0.5f && b[1] == 0.5f && b[2] == 0.0f, "bias update %g %g %g", b[0], b[1], b[2]);
+    CHECK(b[0] == -0.5f, "overloaded expert bias %g, want -0.5", b[0]);
+    CHECK(b[1] == 0.5f, "underloaded expert bias %g, want 0.5", b[1]);
+    CHECK(b[2] == 0.0f, "balanced expert bias %g, want 0", b[2]);
 }
 
 static void test_layout_gather_combine(void) {
@@ -97,14 +112,17 @@ static void test_layout_gather_combine(void) {
     int64_t counts[4], offsets[5], token_slot[T * K], slot_token[T * K + 4 * 3], num_slots = -1;
     CHECK_STATUS(mlak_moe_layout(ids, T, K, 4, 4, counts, offsets, token_slot, slot_token, T * K + 4 * 3, &num_slots),
                  MLAK_STATUS_OK);
-    CHECK(counts[0] == 3 && counts[1] == 4 && counts[2] == 1 && counts[3] == 3, "counts %lld %lld %lld %lld",
-          (long long)counts[0], (long long)counts[1], (long long)counts[2], (long long)counts[3]);
-    CHECK(offsets[1] == 4 && offsets[2] == 8 && offsets[3] == 12 && offsets[4] == 16 && num_slots == 16, "padded offsets");
-    CHECK(slot_token[4] == 0 && slot_token[5] == 1 && slot_token[6] == 2 && slot_token[7] == 4, "expert 1 tokens in order");
-    CHECK(slot_token[3] == -1 && token_slot[8] == -1, "padding and dropped markers");
+    int64_t want_counts[4] = {3, 4, 1, 3}, want_offsets[5] = {0, 4, 8, 12, 16}, want_expert1[4] = {0, 1, 2, 4};
+    check_i64("counts", counts, want_counts, 4);
+    check_i64("offsets", offsets, want_offsets, 5);
+    check_i64("expert 1 slot_token", slot_token + 4, want_expert1, 4);
+    CHECK(num_slots == 16, "num_slots %lld, want 16", (long long)num_slots);
+    CHECK(slot_token[3] == -1, "padding slot_token[3] = %lld, want -1", (long long)slot_token[3]);
+    CHECK(token_slot[8] == -1, "dropped token_slot[8] = %lld, want -1", (long long)token_slot[8]);
     int64_t send[2];
     CHECK_STATUS(mlak_moe_rank_send_counts(counts, 4, 2, send), MLAK_STATUS_OK);
-    CHECK(send[0] == 7 && send[1] == 4, "send counts %lld %lld", (long long)send[0], (long long)send[1]);
+    int64_t want_send[2] = {7, 4};
+    check_i64("send_counts", send, want_send, 2);
 
     float x[T * D], xs[16 * D];
     uint16_t xh[T * D], xsh[16 * D];

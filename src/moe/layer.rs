@@ -209,8 +209,9 @@ impl MoeLayer<'_> {
 ///    output when there are shared experts.
 ///
 /// A token dropped by a capacity limit gets only the shared experts'
-/// output (or 0). Experts run in parallel; each token's sum has a fixed
-/// order, but the GEMM's blocking may differ between thread counts.
+/// output (or 0). Experts run in parallel, but each expert's FFN runs on
+/// one thread and each token's combine has a fixed order, so the output
+/// has the same bits for any thread count.
 ///
 /// Errors: inconsistent sizes, an invalid router, or slices too short.
 pub fn moe_layer(layer: &MoeLayer, x: &[f32], tokens: usize, out: &mut [f32]) -> Result<()> {

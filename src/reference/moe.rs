@@ -99,7 +99,7 @@ pub fn deepseek_v3(
     (ids, w)
 }
 
-/// The expected layout of `tokens × k` ids (negative = dropped) over
+/// Computes the expected layout of `tokens × k` ids (negative = dropped) over
 /// `experts`, each segment padded to a multiple of `block`: the counts,
 /// the offsets and, per expert, its tokens in order.
 pub fn layout(ids: &[i32], k: usize, experts: usize, block: usize) -> (Vec<i64>, Vec<i64>, Vec<Vec<usize>>) {
