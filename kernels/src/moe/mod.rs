@@ -25,15 +25,15 @@ pub const SKINNY_MAX_TOKENS: usize = 4;
 
 /// Copies `bytes` bytes from `src` to `dst` as f32 bit patterns, which the
 /// vector loads and stores move unchanged (no NaN quieting), so any dtype
-/// can be copied. The last `bytes % 4` bytes are copied one by one.
+/// can be copied. The part after the last full vector is copied as bytes.
 #[inline(always)]
 unsafe fn copy_row<S: SimdF32>(s: S, src: *const u8, dst: *mut u8, bytes: usize) {
     let l = S::LANES;
     let words = bytes / 4;
     let (x, y) = (src.cast::<f32>(), dst.cast::<f32>());
     let mut i = 0;
-    // SAFETY (whole block): every access covers words below `words`, or the
-    // trailing bytes below `bytes`, inside the rows the caller provides.
+    // SAFETY (whole block): every vector access covers words below `words`,
+    // and the byte tail ends at `bytes`, inside the rows the caller provides.
     unsafe {
         while i + 4 * l <= words {
             let v0 = s.load(x.add(i));
@@ -50,10 +50,9 @@ unsafe fn copy_row<S: SimdF32>(s: S, src: *const u8, dst: *mut u8, bytes: usize)
             s.store(y.add(i), s.load(x.add(i)));
             i += l;
         }
-        if i < words {
-            s.store_tail(y.add(i), words - i, s.load_tail(x.add(i), words - i, 0.0));
-        }
-        std::ptr::copy_nonoverlapping(src.add(words * 4), dst.add(words * 4), bytes % 4);
+        // The tail goes byte-wise: 16-bit rows are only 2-byte aligned, and
+        // some `load_tail` implementations copy through typed f32 pointers.
+        std::ptr::copy_nonoverlapping(src.add(i * 4), dst.add(i * 4), bytes - i * 4);
     }
 }
 
@@ -71,10 +70,7 @@ unsafe fn zero_row<S: SimdF32>(s: S, dst: *mut u8, bytes: usize) {
             s.store(y.add(i), zero);
             i += l;
         }
-        if i < words {
-            s.store_tail(y.add(i), words - i, zero);
-        }
-        std::ptr::write_bytes(dst.add(words * 4), 0, bytes % 4);
+        std::ptr::write_bytes(dst.add(i * 4), 0, bytes - i * 4);
     }
 }
 
