@@ -108,8 +108,12 @@ unsafe fn project(
             Weights::Bf16(w) => {
                 // NOTE: the panel is widened to f32 for the f32 GEMM; a
                 // mixed-precision GEMM would read bf16 directly.
-                scratch.clear();
-                scratch.extend(w[start..start + rr * depth].iter().map(|v| v.to_f32()));
+                scratch.resize(rr * depth, 0.0);
+                for (dst, src) in scratch.iter_mut().zip(&w[start..start + rr * depth]) {
+                    // bf16 is the upper half of an f32, so widening is a
+                    // shift (NaN payloads included), which vectorizes.
+                    *dst = f32::from_bits(u32::from(src.to_bits()) << 16);
+                }
                 scratch.as_ptr()
             }
         };
