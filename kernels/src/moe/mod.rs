@@ -32,7 +32,7 @@ unsafe fn copy_row<S: SimdF32>(s: S, src: *const u8, dst: *mut u8, bytes: usize)
     let words = bytes / 4;
     let (x, y) = (src.cast::<f32>(), dst.cast::<f32>());
     let mut i = 0;
-    // SAFETY (whole block): every vector access covers words below `words`,
+    // SAFETY: every vector access covers words below `words`,
     // and the byte tail ends at `bytes`, inside the rows the caller provides.
     unsafe {
         while i + 4 * l <= words {
@@ -87,6 +87,7 @@ unsafe fn zero_row<S: SimdF32>(s: S, dst: *mut u8, bytes: usize) {
 /// `dst + i * dst_stride .. + row_bytes` is writable for every `i < slots`.
 /// The destination rows overlap neither each other nor any source row. No
 /// alignment is needed.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub unsafe fn gather_rows<S: SimdF32>(
     s: S,
@@ -131,6 +132,7 @@ pub unsafe fn gather_rows<S: SimdF32>(
 /// + d`, and `out + t * out_stride .. + d` is writable (and readable when
 /// accumulating) for `t < tokens`. `out` rows overlap no `y` row and no
 /// other `out` row.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub unsafe fn combine_rows<S: SimdF32>(
     s: S,
@@ -147,7 +149,7 @@ pub unsafe fn combine_rows<S: SimdF32>(
 ) {
     let l = S::LANES;
     for t in 0..tokens {
-        // SAFETY (whole block): the caller's contract covers the k slots and
+        // SAFETY: the caller's contract covers the k slots and
         // weights of token t, every row they name and output row t; column
         // accesses stay below d.
         unsafe {
@@ -251,6 +253,7 @@ pub unsafe fn swiglu<S: SimdF32>(s: S, gate: *const f32, up: *const f32, out: *m
 /// features and `depth` inputs: a product with a weight matrix stored
 /// out-features by in-features (the PyTorch `Linear` layout), streaming
 /// each weight row once for all tokens.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 #[inline(always)]
 unsafe fn skinny<S: SimdF32, const N: usize>(
     s: S,
@@ -267,7 +270,7 @@ unsafe fn skinny<S: SimdF32, const N: usize>(
     for j in 0..rows {
         let mut acc = [s.splat(0.0); N];
         let mut acc2 = [s.splat(0.0); N];
-        // SAFETY (whole block): accesses stay inside weight row j, token
+        // SAFETY: accesses stay inside weight row j, token
         // rows i < N at columns below depth, and y[i, j].
         unsafe {
             let wr = w.add(j * w_stride);
@@ -292,8 +295,8 @@ unsafe fn skinny<S: SimdF32, const N: usize>(
                 }
                 p += m;
             }
-            for i in 0..N {
-                *y.add(i * y_stride + j) = s.reduce_add(s.add(acc[i], acc2[i]));
+            for (i, (&a, &b)) in acc.iter().zip(&acc2).enumerate() {
+                *y.add(i * y_stride + j) = s.reduce_add(s.add(a, b));
             }
         }
     }
@@ -309,6 +312,7 @@ unsafe fn skinny<S: SimdF32, const N: usize>(
 /// The `n` token rows and `rows` weight rows are readable over `depth`
 /// elements, `y[i, 0 .. rows]` is writable for `i < n`, and `y` overlaps
 /// neither input.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub unsafe fn skinny_rows<S: SimdF32>(
     s: S,
