@@ -475,6 +475,12 @@ macro_rules! isa_suite {
                     let mut dropped = [0i64; 1];
                     mlak::route_top1_capacity(&[nan; 6], 1, e, 1.0, &mut ids[..1], &mut w[..1], &mut dropped, None).unwrap();
                     assert_eq!(ids[0], 0, "top-1 all-NaN row");
+                    // +inf logits share the probability evenly.
+                    let inf = f32::INFINITY;
+                    let mut probs = [f32::NAN; 6];
+                    mlak::route_softmax_topk(&[1.0, inf, 0.0, inf, nan, 2.0], 1, e, 3, false, &mut ids, &mut w, Some(&mut probs)).unwrap();
+                    assert_eq!(ids, [1, 3, 5], "+inf logits first");
+                    assert_eq!(probs, [0.0, 0.5, 0.0, 0.5, 0.0, 0.0], "+inf probabilities");
                 });
             }
 
