@@ -116,8 +116,79 @@ typedef enum {
   MLAK_DTYPE_BF16 = 2,
 } mlak_dtype;
 
+// Routing rule codes of `mlak_moe_layer_params.router`.
+typedef enum {
+  // Softmax, then the top k (`top_k`, `renormalize`).
+  MLAK_MOE_ROUTER_KIND_SOFTMAX_TOP_K = 0,
+  // Top-1 with a capacity limit (`capacity_factor`).
+  MLAK_MOE_ROUTER_KIND_TOP1_CAPACITY = 1,
+  // DeepSeek-V3 sigmoid routing with groups (`bias`, `num_groups`,
+  // `topk_group`, `top_k`, `routed_scaling_factor`).
+  MLAK_MOE_ROUTER_KIND_GROUPED_SIGMOID = 2,
+} mlak_moe_router_kind;
+
 // Data cache sizes in bytes.
 typedef struct CacheSizes CacheSizes;
+
+// Parameters of the DeepSeek-V3 group-limited sigmoid router.
+typedef struct {
+  // Number of expert groups; it divides the expert count.
+  int64_t num_groups;
+  // Groups kept per token, in 1 ..= num_groups.
+  int64_t topk_group;
+  // Experts chosen per token, at most topk_group * experts / num_groups.
+  int64_t top_k;
+  // Factor applied to the normalized weights; finite.
+  float routed_scaling_factor;
+} mlak_moe_grouped_params;
+
+// A mixture-of-experts FFN layer for `mlak_moe_layer_f32`. Expert weights
+// use the PyTorch `Linear` layout stacked over experts: `expert_gate` and
+// `expert_up` are `experts × ffn_width × d`, `expert_down` is
+// `experts × d × ffn_width`; the shared FFN likewise with one expert of
+// `shared_width`. All weight pointers hold `weight_dtype` elements.
+typedef struct {
+  // Model width.
+  int64_t d;
+  // Number of routed experts, >= 1.
+  int64_t experts;
+  // Hidden width of each routed expert.
+  int64_t ffn_width;
+  // Hidden width of the shared FFN; 0 for no shared experts.
+  int64_t shared_width;
+  // A `mlak_moe_router_kind` code.
+  uint32_t router;
+  // Experts per token for the top-k and grouped routers.
+  int64_t top_k;
+  // Top-k router: divide the chosen probabilities by their sum.
+  bool renormalize;
+  // Capacity router: capacity = min(tokens, ceil(factor * tokens / experts)).
+  float capacity_factor;
+  // Grouped router: number of expert groups.
+  int64_t num_groups;
+  // Grouped router: groups kept per token.
+  int64_t topk_group;
+  // Grouped router: factor applied to the normalized weights.
+  float routed_scaling_factor;
+  // Grouped router: `experts` selection biases; NULL otherwise.
+  const float *bias;
+  // Router projection, `experts × d` f32; logits = x · router_weightᵀ.
+  const float *router_weight;
+  // A `mlak_dtype` code: MLAK_DTYPE_F32 or MLAK_DTYPE_BF16.
+  uint32_t weight_dtype;
+  // Routed gate projections, `experts × ffn_width × d`.
+  const void *expert_gate;
+  // Routed up projections, `experts × ffn_width × d`.
+  const void *expert_up;
+  // Routed down projections, `experts × d × ffn_width`.
+  const void *expert_down;
+  // Shared gate projection, `shared_width × d`; NULL when shared_width is 0.
+  const void *shared_gate;
+  // Shared up projection, `shared_width × d`; NULL when shared_width is 0.
+  const void *shared_up;
+  // Shared down projection, `d × shared_width`; NULL when shared_width is 0.
+  const void *shared_down;
+} mlak_moe_layer_params;
 
 // Per-row outputs of the confidence estimators, for a temperature T and
 // p = softmax(x / T).
@@ -473,6 +544,181 @@ void sgemm_(const char *transa,
             const float *beta,
             float *c,
             const int *ldc);
+
+// Routes each token to its `k` most probable experts: `ids[t*k + j]` and
+// `weights[t*k + j]` (`tokens × k`) receive the chosen experts, best
+// first, and their softmax probabilities, divided by the sum over the
+// chosen when `renormalize` (a sum of 0 gives 0). `probs`, if not NULL,
+// receives the `tokens × experts` probabilities.
+//
+// Selection: larger logit first, equal logits to the lower expert index.
+// A NaN logit ranks as -inf and has probability 0, so ids are distinct
+// and in range even for an all-NaN row. +inf logits share the probability
+// evenly. `k` must be in 1 ..= experts.
+mlak_status mlak_moe_route_softmax_topk_f32(const float *logits,
+                                            int64_t tokens,
+                                            int64_t experts,
+                                            int64_t k,
+                                            bool renormalize,
+                                            int32_t *ids,
+                                            float *weights,
+                                            float *probs);
+
+// Routes each token to its most probable expert (Switch style) with at
+// most `capacity = min(tokens, ceil(capacity_factor * tokens / experts))`
+// tokens per expert, accepted in token order. `ids[t]` and `weights[t]`
+// receive the expert and its probability, or -1 and 0 for a dropped
+// token; `dropped` (room for `tokens` entries) receives the dropped token
+// indices in order. `capacity` and `num_dropped`, if not NULL, receive
+// the capacity and the number of dropped tokens; `probs`, if not NULL,
+// the probabilities. NaN logits rank as -inf. `capacity_factor` must be
+// finite and > 0.
+mlak_status mlak_moe_route_top1_capacity_f32(const float *logits,
+                                             int64_t tokens,
+                                             int64_t experts,
+                                             float capacity_factor,
+                                             int32_t *ids,
+                                             float *weights,
+                                             int64_t *dropped,
+                                             float *probs,
+                                             int64_t *capacity,
+                                             int64_t *num_dropped);
+
+// Routes each token with the DeepSeek-V3 rule: scores = sigmoid(logits);
+// `bias` (`experts` finite values) is added for selection only; the
+// experts form `num_groups` groups scored by the sum of their two best
+// biased scores; the `topk_group` best groups are kept and the `top_k`
+// best experts by biased score chosen among them (never from a dropped
+// group, even when kept groups score below it). `weights` receive the
+// unbiased scores of the chosen, divided by their sum, times
+// `routed_scaling_factor`. `ids` and `weights` are `tokens × top_k`;
+// `scores`, if not NULL, receives the `tokens × experts` sigmoid scores.
+//
+// Ties go to the lower index (group or expert). A NaN logit ranks as
+// -inf and weighs 0; ids stay distinct and in range for any row.
+mlak_status mlak_moe_route_grouped_sigmoid_f32(const float *logits,
+                                               int64_t tokens,
+                                               int64_t experts,
+                                               const mlak_moe_grouped_params *params,
+                                               const float *bias,
+                                               int32_t *ids,
+                                               float *weights,
+                                               float *scores);
+
+// Computes load statistics of `tokens × k` ids (negative ids skipped)
+// and `tokens × experts` router probabilities: `counts[e]`, the choices
+// routed to expert e; `mean_probs[e]`, its mean probability; and, if
+// `aux_loss` is not NULL, the Switch auxiliary loss E · Σ f_e · P_e with
+// f_e = counts[e] / Σ counts (1 when uniform, 0 when nothing is routed).
+mlak_status mlak_moe_load_stats_f32(const int32_t *ids,
+                                    const float *probs,
+                                    int64_t tokens,
+                                    int64_t experts,
+                                    int64_t k,
+                                    int64_t *counts,
+                                    float *mean_probs,
+                                    float *aux_loss);
+
+// Computes the router z-loss, the mean over tokens of logsumexp(row)² of
+// `tokens × experts` logits, into `*out` (f64 accumulation; NaN logits
+// count as -inf; an all -inf row gives +inf; no tokens gives 0).
+mlak_status mlak_moe_router_z_loss_f32(const float *logits,
+                                       int64_t tokens,
+                                       int64_t experts,
+                                       float *out);
+
+// Applies the auxiliary-loss-free balancing update in place:
+// `bias[e] += step * sign(mean(counts) - counts[e])` for `experts`
+// entries. `step` must be finite.
+mlak_status mlak_moe_update_bias_f32(float *bias,
+                                     const int64_t *counts,
+                                     int64_t experts,
+                                     float step);
+
+// Builds the expert-contiguous layout of `tokens × k` ids (negative =
+// dropped) over `experts` with a stable counting sort, each expert's
+// segment padded to a multiple of `block` (1 for none):
+// - `counts[e]`: choices routed to expert e (`experts` entries);
+// - `offsets[e]`: start of expert e's segment (`experts + 1` entries;
+//   the last is the slot count);
+// - `token_slot[t*k + j]`: slot of choice j of token t, -1 if dropped;
+// - `slot_token[s]`: token in slot s, -1 for padding. Its capacity is
+//   `slot_capacity`; tokens*k + min(experts, tokens*k)*(block - 1) always
+//   suffices.
+//
+// Within a segment, tokens keep their order. `num_slots`, if not NULL,
+// receives the slot count. Ids at or above `experts` are rejected.
+mlak_status mlak_moe_layout(const int32_t *ids,
+                            int64_t tokens,
+                            int64_t k,
+                            int64_t experts,
+                            int64_t block,
+                            int64_t *counts,
+                            int64_t *offsets,
+                            int64_t *token_slot,
+                            int64_t *slot_token,
+                            int64_t slot_capacity,
+                            int64_t *num_slots);
+
+// Computes the expert-parallel all-to-all send counts when `experts` are
+// split contiguously over `ranks` ranks: `send_counts[r]` is the sum of
+// `counts` over experts r*E/ranks .. (r+1)*E/ranks. `ranks` must divide
+// `experts`.
+mlak_status mlak_moe_rank_send_counts(const int64_t *counts,
+                                      int64_t experts,
+                                      int64_t ranks,
+                                      int64_t *send_counts);
+
+// Gathers token rows into expert-contiguous order: row s of `dst`
+// (`num_slots` rows, `dst_row_stride` apart) receives row
+// `slot_token[s]` of `src` (`tokens` rows of `d`, `src_row_stride`
+// apart), copied bit for bit; a slot of -1 is padding and is zeroed.
+// `dtype` is a `mlak_dtype` code (f32, f16 or bf16); strides are in
+// elements. Entries of `slot_token` at or above `tokens` are rejected.
+mlak_status mlak_moe_gather(uint32_t dtype,
+                            const void *src,
+                            int64_t src_row_stride,
+                            int64_t tokens,
+                            int64_t d,
+                            const int64_t *slot_token,
+                            int64_t num_slots,
+                            void *dst,
+                            int64_t dst_row_stride);
+
+// Combines expert outputs back into token order: for each token t,
+// `out[t, :] = Σ_j weights[t*k + j] * y[token_slot[t*k + j], :]`, or
+// `+=` when `accumulate`. `y` holds `num_slots` rows of `d` floats
+// (`y_row_stride` apart), `out` `tokens` rows (`out_row_stride` apart);
+// `token_slot` and `weights` are `tokens × k`. A slot of -1 is a dropped
+// choice and adds nothing; slots at or above `num_slots` are rejected.
+//
+// Deterministic: each token's sum runs in choice order with one FMA per
+// term and no atomics, so the result has the same bits for any thread
+// count. A weight of 0 still multiplies its row (NaN there propagates).
+mlak_status mlak_moe_combine_f32(const float *y,
+                                 int64_t y_row_stride,
+                                 int64_t num_slots,
+                                 int64_t d,
+                                 const int64_t *token_slot,
+                                 const float *weights,
+                                 int64_t tokens,
+                                 int64_t k,
+                                 float *out,
+                                 int64_t out_row_stride,
+                                 bool accumulate);
+
+// Computes a mixture-of-experts FFN layer: logits = x · router_weightᵀ,
+// the routing rule of `params->router`, a SwiGLU FFN
+// (`down · (silu(gate · x) ⊙ (up · x))`) per expert over its tokens
+// (experts without tokens cost nothing), the weighted combine, plus the
+// shared FFN with weight 1 when `shared_width > 0`. `x` and `out` are
+// `tokens × d` contiguous floats and must not overlap. A token dropped by
+// the capacity router gets only the shared output (or 0). Weights are
+// `weight_dtype` (f32 or bf16); see `mlak_moe_layer_params` for layouts.
+mlak_status mlak_moe_layer_f32(const mlak_moe_layer_params *params,
+                               const float *x,
+                               int64_t tokens,
+                               float *out);
 
 // Computes `y = softmax(x / temperature)` over each of `rows` rows of `n`
 // floats. Row r of x starts at `x + r * x_row_stride` (strides in elements,

@@ -5,6 +5,7 @@
 use crate::dispatch::Isa;
 use crate::entmax::EntmaxKernels;
 use crate::gemm::GemmKernels;
+use crate::moe::MoeKernels;
 use crate::softmax::SoftmaxKernels;
 
 /// Declares `Kernels` with one field per family and builds its table for
@@ -34,6 +35,7 @@ kernel_tables! {
     softmax: SoftmaxKernels,
     gemm: GemmKernels,
     entmax: EntmaxKernels,
+    moe: MoeKernels,
 }
 
 /// Returns the table for `isa`. Callers check `isa_supported` first; a level

@@ -16,6 +16,7 @@ mod error;
 mod gemm;
 pub mod ffi;
 mod kernels_table;
+mod moe;
 pub mod reference;
 mod softmax;
 mod threads;
@@ -34,3 +35,8 @@ pub use softmax::{
     confidence, early_exit, exp, log_softmax, softmax, softmax_in_place, Confidence, ExitThresholds,
 };
 pub use threads::{num_threads, set_num_threads};
+pub use moe::{
+    expert_counts, load_balance_stats, moe_combine, moe_gather, moe_layer, route_grouped_sigmoid, route_softmax_topk,
+    route_top1_capacity, router_z_loss, update_expert_bias, CapacityRouting, FfnWeights, GatherElement, GroupedRouting,
+    LoadStats, MoeLayer, MoeLayout, Router, Weights,
+};

@@ -22,7 +22,7 @@ pub(crate) struct SoftmaxKernels {
     pub(crate) softmax: RowMapFn,
     log_softmax: RowMapFn,
     confidence: ConfidenceFn,
-    exp: ExpFn,
+    pub(crate) exp: ExpFn,
 }
 
 impl SoftmaxKernels {

@@ -11,7 +11,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod simd;
-pub mod gemm;
 pub mod entmax;
+pub mod gemm;
+pub mod moe;
+pub mod simd;
 pub mod softmax;

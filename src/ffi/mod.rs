@@ -5,11 +5,13 @@
 mod core;
 mod entmax;
 mod gemm;
+mod moe;
 mod softmax;
 
 pub use self::core::*;
 pub use self::entmax::*;
 pub use self::gemm::*;
+pub use self::moe::*;
 pub use self::softmax::*;
 
 use crate::error::{set_last_error, Result, Status};

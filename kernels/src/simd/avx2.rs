@@ -94,6 +94,11 @@ unsafe impl SimdF32 for Avx2 {
         unsafe { _mm256_mul_ps(a, b) }
     }
     #[inline(always)]
+    fn div(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token.
+        unsafe { _mm256_div_ps(a, b) }
+    }
+    #[inline(always)]
     fn fma(self, a: __m256, b: __m256, c: __m256) -> __m256 {
         // SAFETY: FMA is part of the token's contract.
         unsafe { _mm256_fmadd_ps(a, b, c) }
@@ -112,11 +117,6 @@ unsafe impl SimdF32 for Avx2 {
     fn shift_into_exponent(self, a: __m256) -> __m256 {
         // SAFETY: AVX2 is part of the token's contract.
         unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(a))) }
-    }
-    #[inline(always)]
-    fn div(self, a: __m256, b: __m256) -> __m256 {
-        // SAFETY: AVX is implied by the token.
-        unsafe { _mm256_div_ps(a, b) }
     }
     #[inline(always)]
     fn sqrt(self, a: __m256) -> __m256 {

@@ -90,6 +90,11 @@ unsafe impl SimdF32 for Avx512 {
         unsafe { _mm512_mul_ps(a, b) }
     }
     #[inline(always)]
+    fn div(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_div_ps(a, b) }
+    }
+    #[inline(always)]
     fn fma(self, a: __m512, b: __m512, c: __m512) -> __m512 {
         // SAFETY: AVX-512F is implied by the token.
         unsafe { _mm512_fmadd_ps(a, b, c) }
@@ -108,11 +113,6 @@ unsafe impl SimdF32 for Avx512 {
     fn shift_into_exponent(self, a: __m512) -> __m512 {
         // SAFETY: AVX-512F is implied by the token.
         unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(a))) }
-    }
-    #[inline(always)]
-    fn div(self, a: __m512, b: __m512) -> __m512 {
-        // SAFETY: AVX-512F is implied by the token.
-        unsafe { _mm512_div_ps(a, b) }
     }
     #[inline(always)]
     fn sqrt(self, a: __m512) -> __m512 {

@@ -74,6 +74,8 @@ pub unsafe trait SimdF32: Copy {
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise IEEE division `a / b`, correctly rounded.
+    fn div(self, a: Self::V, b: Self::V) -> Self::V;
     /// `a * b + c`, fused with one rounding on every vector level; the
     /// scalar level rounds twice.
     fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
@@ -85,8 +87,6 @@ pub unsafe trait SimdF32: Copy {
     /// 23, which moves an integer held in the low mantissa bits of `a` into
     /// the exponent field.
     fn shift_into_exponent(self, a: Self::V) -> Self::V;
-    /// Lane-wise IEEE division `a / b`, correctly rounded.
-    fn div(self, a: Self::V, b: Self::V) -> Self::V;
     /// Lane-wise IEEE square root, correctly rounded.
     fn sqrt(self, a: Self::V) -> Self::V;
     /// Splits a positive normal `a` into `(m, e)` with `a = m · 2^e`,

@@ -87,6 +87,11 @@ unsafe impl SimdF32 for Neon {
         unsafe { vmulq_f32(a, b) }
     }
     #[inline(always)]
+    fn div(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vdivq_f32(a, b) }
+    }
+    #[inline(always)]
     fn fma(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
         // SAFETY: NEON is implied by the token. vfmaq_f32(c, a, b) = c + a*b.
         unsafe { vfmaq_f32(c, a, b) }
@@ -105,11 +110,6 @@ unsafe impl SimdF32 for Neon {
     fn shift_into_exponent(self, a: float32x4_t) -> float32x4_t {
         // SAFETY: NEON is implied by the token.
         unsafe { vreinterpretq_f32_u32(vshlq_n_u32::<23>(vreinterpretq_u32_f32(a))) }
-    }
-    #[inline(always)]
-    fn div(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        // SAFETY: NEON is implied by the token.
-        unsafe { vdivq_f32(a, b) }
     }
     #[inline(always)]
     fn sqrt(self, a: float32x4_t) -> float32x4_t {

@@ -63,6 +63,10 @@ unsafe impl SimdF32 for Scalar {
         a * b
     }
     #[inline(always)]
+    fn div(self, a: f32, b: f32) -> f32 {
+        a / b
+    }
+    #[inline(always)]
     fn fma(self, a: f32, b: f32, c: f32) -> f32 {
         // Two roundings instead of one: the portable baseline has no FMA
         // instruction, and `f32::mul_add` would call libm's software fmaf,
@@ -88,10 +92,6 @@ unsafe impl SimdF32 for Scalar {
     #[inline(always)]
     fn shift_into_exponent(self, a: f32) -> f32 {
         f32::from_bits(a.to_bits() << 23)
-    }
-    #[inline(always)]
-    fn div(self, a: f32, b: f32) -> f32 {
-        a / b
     }
     #[inline(always)]
     fn sqrt(self, a: f32) -> f32 {
