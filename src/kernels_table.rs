@@ -1,6 +1,7 @@
 //! The per-level kernel tables that dispatch selects between. Each kernel
 //! family contributes one sub-table, defined next to its driver.
 
+use crate::attention::AttentionKernels;
 use crate::dispatch::Isa;
 use crate::softmax::SoftmaxKernels;
 
@@ -8,18 +9,19 @@ use crate::softmax::SoftmaxKernels;
 pub(crate) struct Kernels {
     pub isa: Isa,
     pub softmax: SoftmaxKernels,
+    pub attention: AttentionKernels,
 }
 
-static SCALAR: Kernels = Kernels { isa: Isa::Scalar, softmax: SoftmaxKernels::SCALAR };
+static SCALAR: Kernels = Kernels { isa: Isa::Scalar, softmax: SoftmaxKernels::SCALAR, attention: AttentionKernels::SCALAR };
 
 #[cfg(target_arch = "x86_64")]
-static AVX2: Kernels = Kernels { isa: Isa::Avx2, softmax: SoftmaxKernels::AVX2 };
+static AVX2: Kernels = Kernels { isa: Isa::Avx2, softmax: SoftmaxKernels::AVX2, attention: AttentionKernels::AVX2 };
 
 #[cfg(target_arch = "x86_64")]
-static AVX512: Kernels = Kernels { isa: Isa::Avx512, softmax: SoftmaxKernels::AVX512 };
+static AVX512: Kernels = Kernels { isa: Isa::Avx512, softmax: SoftmaxKernels::AVX512, attention: AttentionKernels::AVX512 };
 
 #[cfg(target_arch = "aarch64")]
-static NEON: Kernels = Kernels { isa: Isa::Neon, softmax: SoftmaxKernels::NEON };
+static NEON: Kernels = Kernels { isa: Isa::Neon, softmax: SoftmaxKernels::NEON, attention: AttentionKernels::NEON };
 
 /// Returns the table for `isa`. Callers check `isa_supported` first; a level
 /// that this build does not contain maps to the scalar table.

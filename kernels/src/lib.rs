@@ -11,5 +11,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod attention;
 pub mod simd;
 pub mod softmax;

@@ -94,6 +94,11 @@ unsafe impl SimdF32 for Avx2 {
         unsafe { _mm256_mul_ps(a, b) }
     }
     #[inline(always)]
+    fn div(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: the instruction set is implied by the token.
+        unsafe { _mm256_div_ps(a, b) }
+    }
+    #[inline(always)]
     fn fma(self, a: __m256, b: __m256, c: __m256) -> __m256 {
         // SAFETY: FMA is part of the token's contract.
         unsafe { _mm256_fmadd_ps(a, b, c) }
@@ -190,5 +195,20 @@ unsafe impl SimdF32 for Avx2 {
     fn to_array(self, v: __m256, out: &mut [f32; MAX_LANES]) {
         // SAFETY: `out` has room for 16 >= 8 values.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable u16 at `p`; F16C is
+        // implied by the token.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable u16 at `p`; AVX2 is
+        // implied by the token.
+        unsafe {
+            let wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(wide))
+        }
     }
 }

@@ -90,6 +90,11 @@ unsafe impl SimdF32 for Avx512 {
         unsafe { _mm512_mul_ps(a, b) }
     }
     #[inline(always)]
+    fn div(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: the instruction set is implied by the token.
+        unsafe { _mm512_div_ps(a, b) }
+    }
+    #[inline(always)]
     fn fma(self, a: __m512, b: __m512, c: __m512) -> __m512 {
         // SAFETY: AVX-512F is implied by the token.
         unsafe { _mm512_fmadd_ps(a, b, c) }
@@ -168,5 +173,20 @@ unsafe impl SimdF32 for Avx512 {
     fn to_array(self, v: __m512, out: &mut [f32; MAX_LANES]) {
         // SAFETY: `out` has room for 16 values.
         unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> __m512 {
+        // SAFETY: the caller guarantees 16 readable u16 at `p`; AVX-512F is
+        // implied by the token.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> __m512 {
+        // SAFETY: the caller guarantees 16 readable u16 at `p`; AVX-512F is
+        // implied by the token.
+        unsafe {
+            let wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(wide))
+        }
     }
 }

@@ -63,6 +63,10 @@ unsafe impl SimdF32 for Scalar {
         a * b
     }
     #[inline(always)]
+    fn div(self, a: f32, b: f32) -> f32 {
+        a / b
+    }
+    #[inline(always)]
     fn fma(self, a: f32, b: f32, c: f32) -> f32 {
         // `mul_add` is a libm call without hardware FMA, but it is the only
         // way to keep the rounding identical to the vector paths.
@@ -139,5 +143,15 @@ unsafe impl SimdF32 for Scalar {
     #[inline(always)]
     fn to_array(self, v: f32, out: &mut [f32; MAX_LANES]) {
         out[0] = v;
+    }
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> f32 {
+        // SAFETY: the caller guarantees one readable u16 at `p`.
+        super::f16_bits_to_f32(unsafe { p.read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> f32 {
+        // SAFETY: the caller guarantees one readable u16 at `p`.
+        f32::from_bits(u32::from(unsafe { p.read_unaligned() }) << 16)
     }
 }
