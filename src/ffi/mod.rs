@@ -2,9 +2,11 @@
 //! writing anything, and reports failures as a [`Status`] plus a
 //! thread-local message read with `mlak_last_error`.
 
+mod attention;
 mod core;
 mod softmax;
 
+pub use self::attention::*;
 pub use self::core::*;
 pub use self::softmax::*;
 
