@@ -203,9 +203,9 @@ fn tensor_span(name: &str, dims: [usize; 4], strides: [usize; 4], elem_bytes: us
 }
 
 /// Requires the last dimension to be contiguous, unless it has at most one
-/// element.
+/// element or the tensor is empty.
 fn check_last_stride(name: &str, dims: [usize; 4], strides: [usize; 4]) -> Result<()> {
-    if dims[3] > 1 && strides[3] != 1 {
+    if dims[3] > 1 && strides[3] != 1 && !dims.contains(&0) {
         return Err(Error::invalid(format!(
             "{name}_strides[3] = {} is invalid; the last dimension must be contiguous (stride 1)",
             strides[3]
