@@ -516,6 +516,38 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
     }
 }
 
+/// Prefetches the K and V rows of the block starting at key `j0`, up to
+/// `end`, so that the loads of the next block overlap this block's work.
+/// Prefetch never faults, and only rows that will be read are named.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn prefetch_block<S: SimdF32, E: KvElem>(
+    s: S,
+    j0: usize,
+    end: usize,
+    k: *const E,
+    ks: usize,
+    d: usize,
+    v: *const E,
+    vs: usize,
+    dv: usize,
+) {
+    let size = core::mem::size_of::<E>();
+    for j in j0..end.min(j0 + KV_BLOCK) {
+        let (krow, vrow) = (k.wrapping_add(j * ks) as *const u8, v.wrapping_add(j * vs) as *const u8);
+        let mut x = 0;
+        while x < d * size {
+            s.prefetch(krow.wrapping_add(x));
+            x += 64;
+        }
+        let mut x = 0;
+        while x < dv * size {
+            s.prefetch(vrow.wrapping_add(x));
+            x += 64;
+        }
+    }
+}
+
 /// Computes c·tanh(x) lane-wise as c·(1 − 2/(e^{2x} + 1)), which saturates
 /// to ±c for large |x| and keeps NaN. Its absolute error is a few c·ε.
 #[inline(always)]
@@ -755,6 +787,7 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
             let kb = (task_hi - j0).min(KV_BLOCK);
             let kblk = k.add(j0 * t.k_row_stride);
             let vblk = v.add(j0 * t.v_row_stride);
+            prefetch_block(s, j0 + kb, task_hi, k, t.k_row_stride, d, v, t.v_row_stride, dv);
 
             // Scores of the block: rows × kb into sc.scores.
             if dot {

@@ -189,4 +189,10 @@ unsafe impl SimdF32 for Avx512 {
             _mm512_castsi512_ps(_mm512_slli_epi32::<16>(wide))
         }
     }
+    #[inline(always)]
+    fn prefetch(self, p: *const u8) {
+        // SAFETY: prefetch is a hint that never faults, for any address;
+        // SSE is implied by the token.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
 }

@@ -120,6 +120,14 @@ pub unsafe trait SimdF32: Copy {
     ///
     /// `p .. p + LANES` must be readable.
     unsafe fn load_bf16(self, p: *const u16) -> Self::V;
+
+    /// Hints that the cache line holding `p` will be read soon. Never
+    /// faults, whatever `p` is; a no-op where the instruction set has no
+    /// hint.
+    #[inline(always)]
+    fn prefetch(self, p: *const u8) {
+        let _ = p;
+    }
 }
 
 /// Widens one IEEE binary16 bit pattern exactly to f32.
