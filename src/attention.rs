@@ -77,8 +77,10 @@ impl AttentionKernels {
     };
 }
 
-/// Query rows per prefill task: a multiple of the 4- and 6-row GEMM tiles.
-const PREFILL_ROWS: usize = 48;
+/// Query rows per prefill task: a multiple of the 4- and 6-row GEMM tiles,
+/// large enough that packing Kᵀ once per block costs little next to the
+/// products, and small enough that the scores and accumulators stay in L2.
+const PREFILL_ROWS: usize = 192;
 
 /// A task range below this many keys is not split across threads: merging
 /// costs about as much as attending a few hundred keys.
@@ -636,7 +638,7 @@ impl<'a> AttentionArgs<'a> {
 /// are never read, so NaN in unused cache slots cannot leak. A NaN score
 /// makes its row NaN. A NaN in a V row that some query row attends also
 /// reaches the rows that mask it when both fall in the same block of up to
-/// 48 query rows, because their probability 0 times NaN is NaN.
+/// 192 query rows, because their probability 0 times NaN is NaN.
 ///
 /// Errors: shapes whose Hq is not a multiple of Hkv, a non-contiguous last
 /// dimension, slices too short for their strided spans, K and V of

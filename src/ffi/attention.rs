@@ -174,7 +174,7 @@ fn raw_from_params(p: &AttentionParams) -> Result<RawAttention> {
 
 /// Computes fused attention, O = softmax(scale·Q·Kᵀ + modifiers)·V per
 /// batch and query head, in one pass over K and V with memory bounded by
-/// the block sizes (64 keys by up to 48 query rows per thread), never the
+/// the block sizes (64 keys by up to 192 query rows per thread), never the
 /// sequence length.
 ///
 /// Score of query row i (at KV position p) and key j: s = scale·q·k; with
@@ -193,7 +193,7 @@ fn raw_from_params(p: &AttentionParams) -> Result<RawAttention> {
 ///   never read, so NaN or garbage in unused cache slots does not leak;
 /// - NaN in a used Q, K or bias value makes the affected rows NaN; NaN in a
 ///   V row propagates to the rows that attend it, and may also reach rows
-///   that mask it within the same block of up to 48 query rows.
+///   that mask it within the same block of up to 192 query rows.
 ///
 /// Errors: NULL `p`; NULL or misaligned tensors with a nonzero span;
 /// negative dims or strides; q_heads not a multiple of kv_heads; head_dim

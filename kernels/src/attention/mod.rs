@@ -830,7 +830,13 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
                 for x in e..kb {
                     *srow.add(x) = 0.0;
                 }
-                let alpha = if m_old == f32::NEG_INFINITY { 0.0 } else { (m_old - m_new).exp() };
+                let alpha = if m_old == m_new {
+                    1.0
+                } else if m_old == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    (m_old - m_new).exp()
+                };
                 *sc.l.add(r) = *sc.l.add(r) * alpha + sum;
                 *sc.m.add(r) = m_new;
                 if alpha != 1.0 {
