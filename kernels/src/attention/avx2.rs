@@ -9,6 +9,7 @@ super::attention_kernels!(
     ["avx2", "fma", "f16c"],
     6,
     2,
+    2,
     f32_attention_kvf32_avx2,
     f32_attention_kvf16_avx2,
     f32_attention_kvbf16_avx2

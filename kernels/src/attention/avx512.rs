@@ -9,6 +9,7 @@ super::attention_kernels!(
     ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "f16c"],
     6,
     4,
+    4,
     f32_attention_kvf32_avx512,
     f32_attention_kvf16_avx512,
     f32_attention_kvbf16_avx512

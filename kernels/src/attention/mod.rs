@@ -411,13 +411,13 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
 }
 
 /// Scores of `rows <= DOT_ROWS_MAX` packed query rows against `kb` keys,
-/// by [`dot_tile`] over groups of up to 4 rows and pairs of keys.
+/// by [`dot_tile`] over groups of up to 4 rows and `DK` keys.
 ///
 /// # Safety
 ///
 /// As for [`dot_tile`], for `rows` rows and `kb <= KV_BLOCK` keys.
 #[inline(always)]
-unsafe fn scores_dot<S: SimdF32, E: KvElem>(
+unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
     s: S,
     q: *const f32,
     dp: usize,
@@ -427,6 +427,7 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem>(
     d: usize,
     kb: usize,
     sc: *mut f32,
+    prefetch: Prefetch<E>,
 ) {
     let mut r = 0;
     // SAFETY: each call covers rows r .. r + R and keys j .. j + KEYS inside
@@ -437,12 +438,21 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem>(
             let mut j = 0;
             macro_rules! run {
                 ($rr:literal) => {{
-                    while j + 2 <= kb {
-                        dot_tile::<S, E, $rr, 2>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j));
-                        j += 2;
+                    while j + DK <= kb {
+                        if r == 0 {
+                            for x in 0..DK {
+                                prefetch.key(s, j + x);
+                            }
+                        }
+                        dot_tile::<S, E, $rr, DK>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j));
+                        j += DK;
                     }
-                    if j < kb {
+                    while j < kb {
+                        if r == 0 {
+                            prefetch.key(s, j);
+                        }
                         dot_tile::<S, E, $rr, 1>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j));
+                        j += 1;
                     }
                 }};
             }
@@ -516,32 +526,36 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
     }
 }
 
-/// Prefetches the K and V rows of the block starting at key `j0`, up to
-/// `end`, so that the loads of the next block overlap this block's work.
-/// Prefetch never faults, and only rows that will be read are named.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn prefetch_block<S: SimdF32, E: KvElem>(
-    s: S,
-    j0: usize,
-    end: usize,
+/// K and V rows of the next block, for prefetching. Prefetch never
+/// faults, and only rows that will be read are named.
+#[derive(Clone, Copy)]
+struct Prefetch<E> {
     k: *const E,
-    ks: usize,
-    d: usize,
     v: *const E,
+    keys: usize,
+    ks: usize,
     vs: usize,
+    d: usize,
     dv: usize,
-) {
-    let size = core::mem::size_of::<E>();
-    for j in j0..end.min(j0 + KV_BLOCK) {
-        let (krow, vrow) = (k.wrapping_add(j * ks) as *const u8, v.wrapping_add(j * vs) as *const u8);
+}
+
+impl<E: KvElem> Prefetch<E> {
+    /// Prefetches the K and V rows of key `j` of the next block, if any.
+    #[inline(always)]
+    fn key<S: SimdF32>(&self, s: S, j: usize) {
+        if j >= self.keys {
+            return;
+        }
+        let size = core::mem::size_of::<E>();
+        let krow = self.k.wrapping_add(j * self.ks) as *const u8;
+        let vrow = self.v.wrapping_add(j * self.vs) as *const u8;
         let mut x = 0;
-        while x < d * size {
+        while x < self.d * size {
             s.prefetch(krow.wrapping_add(x));
             x += 64;
         }
         let mut x = 0;
-        while x < dv * size {
+        while x < self.dv * size {
             s.prefetch(vrow.wrapping_add(x));
             x += 64;
         }
@@ -735,9 +749,9 @@ impl Scratch {
 /// describes at its strides; the outputs do not overlap the inputs or each
 /// other; `scratch` covers `scratch_len(task.rows(), head_dim, v_head_dim)`
 /// f32 that nothing else uses; `task.k` and `task.v` point at elements of
-/// type `E`; `MR <= 8`.
+/// type `E`; `MR <= 8`. `DK` is the number of keys per dot-product tile.
 #[inline(always)]
-pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: usize>(
+pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: usize, const DK: usize>(
     s: S,
     t: &AttentionTask,
     scratch: *mut f32,
@@ -787,11 +801,14 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
             let kb = (task_hi - j0).min(KV_BLOCK);
             let kblk = k.add(j0 * t.k_row_stride);
             let vblk = v.add(j0 * t.v_row_stride);
-            prefetch_block(s, j0 + kb, task_hi, k, t.k_row_stride, d, v, t.v_row_stride, dv);
 
             // Scores of the block: rows × kb into sc.scores.
             if dot {
-                scores_dot(s, sc.q, dp, rows, kblk, t.k_row_stride, d, kb, sc.scores);
+                // Decode reads K and V once from memory: prefetch the next
+                // block while this one computes.
+                let ahead = (task_hi - (j0 + kb)).min(KV_BLOCK);
+                let pf = Prefetch { k: k.wrapping_add((j0 + kb) * t.k_row_stride), v: v.wrapping_add((j0 + kb) * t.v_row_stride), keys: ahead, ks: t.k_row_stride, vs: t.v_row_stride, d, dv };
+                scores_dot::<S, E, DK>(s, sc.q, dp, rows, kblk, t.k_row_stride, d, kb, sc.scores, pf);
             } else {
                 pack_kt(s, kblk, t.k_row_stride, d, kb, sc.kt);
                 gemm::<S, f32, MR, NV>(s, sc.q, dp, sc.kt, KV_BLOCK, sc.scores, KV_BLOCK, rows, KV_BLOCK, d, false);
@@ -886,9 +903,10 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
 }
 
 /// Expands to the per-instruction-set entry points of this family, one per
-/// K/V element type, with the GEMM register tile `MR × NV` vectors.
+/// K/V element type, with the GEMM register tile `MR × NV` vectors and
+/// `DK` keys per dot-product tile.
 macro_rules! attention_kernels {
-    ($token:ty, [$($feature:literal),*], $mr:literal, $nv:literal, $f32:ident, $f16:ident, $bf16:ident) => {
+    ($token:ty, [$($feature:literal),*], $mr:literal, $nv:literal, $dk:literal, $f32:ident, $f16:ident, $bf16:ident) => {
         /// Attention task with f32 K and V; see
         /// [`attention_task`](crate::attention::attention_task).
         ///
@@ -899,7 +917,7 @@ macro_rules! attention_kernels {
         $(#[target_feature(enable = $feature)])*
         pub unsafe fn $f32(task: &crate::attention::AttentionTask, scratch: *mut f32) {
             // SAFETY: the caller guarantees the ISA and the task contract.
-            unsafe { crate::attention::attention_task::<_, f32, $mr, $nv>(<$token>::new_unchecked(), task, scratch) }
+            unsafe { crate::attention::attention_task::<_, f32, $mr, $nv, $dk>(<$token>::new_unchecked(), task, scratch) }
         }
 
         /// Attention task with f16 K and V; see
@@ -913,7 +931,7 @@ macro_rules! attention_kernels {
         pub unsafe fn $f16(task: &crate::attention::AttentionTask, scratch: *mut f32) {
             // SAFETY: the caller guarantees the ISA and the task contract.
             unsafe {
-                crate::attention::attention_task::<_, crate::attention::F16Bits, $mr, $nv>(
+                crate::attention::attention_task::<_, crate::attention::F16Bits, $mr, $nv, $dk>(
                     <$token>::new_unchecked(),
                     task,
                     scratch,
@@ -932,7 +950,7 @@ macro_rules! attention_kernels {
         pub unsafe fn $bf16(task: &crate::attention::AttentionTask, scratch: *mut f32) {
             // SAFETY: the caller guarantees the ISA and the task contract.
             unsafe {
-                crate::attention::attention_task::<_, crate::attention::Bf16Bits, $mr, $nv>(
+                crate::attention::attention_task::<_, crate::attention::Bf16Bits, $mr, $nv, $dk>(
                     <$token>::new_unchecked(),
                     task,
                     scratch,

@@ -9,6 +9,7 @@ super::attention_kernels!(
     ["neon"],
     6,
     4,
+    4,
     f32_attention_kvf32_neon,
     f32_attention_kvf16_neon,
     f32_attention_kvbf16_neon

@@ -8,6 +8,7 @@ super::attention_kernels!(
     [],
     4,
     4,
+    2,
     f32_attention_kvf32_scalar,
     f32_attention_kvf16_scalar,
     f32_attention_kvbf16_scalar
