@@ -64,10 +64,9 @@ fn decode(c: &mut Criterion) {
         let mut o = vec![0.0f32; hq * d];
         let strides = mlak::contiguous_strides([1, hq, 1, d]);
         let opts = AttentionOptions { scale: 1.0 / (d as f32).sqrt(), causal: true, ..AttentionOptions::default() };
-        for (name, kk, vv, bytes) in [
-            ("f32", KvSlice::F32(&k), KvSlice::F32(&v), 4),
-            ("f16", KvSlice::F16(&k16), KvSlice::F16(&v16), 2),
-        ] {
+        for (name, kk, vv, bytes) in
+            [("f32", KvSlice::F32(&k), KvSlice::F32(&v), 4), ("f16", KvSlice::F16(&k16), KvSlice::F16(&v16), 2)]
+        {
             let mut args = AttentionArgs::contiguous(sh, &q, kk, vv);
             args.options = opts;
             group.throughput(Throughput::Bytes((2 * hkv * lkv * d * bytes) as u64));

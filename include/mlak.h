@@ -101,9 +101,9 @@ typedef enum {
   MLAK_DTYPE_BF16 = 2,
 } mlak_dtype;
 
-// Arguments of `mlak_attention`. Dimensions and strides are in elements;
-// the last stride of every tensor must be 1 (unless that dimension has at
-// most one element) and no stride may be negative. A stride of 0 repeats
+// Arguments of `mlak_attention`. Dimensions and strides are in elements.
+// The last stride of every tensor must be 1 unless that dimension has at
+// most one element, and no stride may be negative. A stride of 0 repeats
 // an input along that dimension.
 typedef struct {
   int64_t batch;
@@ -209,8 +209,8 @@ extern "C" {
 //   outputs zeros and lse −inf; q_len = 0 writes nothing;
 // - K and V rows masked for every query row of a (batch, KV head) are
 //   never read, so NaN or garbage in unused cache slots does not leak;
-// - NaN in a used Q, K or bias value makes the affected rows NaN; NaN in a
-//   V row propagates to the rows that attend it, and may also reach rows
+// - NaN in a used Q, K or bias value makes the affected rows NaN. NaN in a
+//   V row propagates to the rows that attend it. It may also reach rows
 //   that mask it within the same block of up to 192 query rows.
 //
 // Errors: NULL `p`; NULL or misaligned tensors with a nonzero span;

@@ -18,8 +18,8 @@
 //! Causal masking drops j > pos_i; a window w > 0 drops j <= pos_i − w, and
 //! without causal masking also j >= pos_i + w.
 //!
-//! Edge policy: a row with no unmasked key outputs zeros and lse −inf; NaN
-//! in a used Q, K, V or bias value propagates; see [`attention`] for the
+//! Edge policy: a row with no unmasked key outputs zeros and lse −inf. NaN
+//! in a used Q, K, V or bias value propagates, and [`attention`] states the
 //! exact reach of a NaN in V.
 
 use crate::dispatch::kernels;
@@ -253,6 +253,7 @@ impl RawAttention {
                 sh.q_heads, sh.kv_heads
             )));
         }
+
         if sh.head_dim == 0 || sh.v_head_dim == 0 {
             return Err(Error::invalid(format!(
                 "head_dim = {} and v_head_dim = {} must both be >= 1",
@@ -274,6 +275,7 @@ impl RawAttention {
                 o.position_offset
             )));
         }
+
         let elem = self.kv_dtype.size();
         check_last_stride("q", sh.q_dims(), self.q_strides)?;
         check_last_stride("k", sh.k_dims(), self.k_strides)?;
@@ -291,6 +293,7 @@ impl RawAttention {
             tensor_span("bias", sh.bias_dims(), self.bias_strides, 4)?
         };
         validate::span("lse", 1, sh.lse_len(), sh.lse_len(), 4)?;
+
         let max_pos = (sh.kv_len as i128) + (sh.q_len as i128) + (o.position_offset.unsigned_abs() as i128);
         if max_pos > MAX_POSITION as i128 {
             return Err(Error::invalid(format!(
@@ -319,7 +322,7 @@ impl RawAttention {
     }
 }
 
-/// How a call is cut into tasks.
+/// The division of a call into tasks.
 struct Plan {
     group: usize,
     positions_per_task: usize,
@@ -385,7 +388,10 @@ pub(crate) unsafe fn run(p: &RawAttention) -> Result<()> {
             || partial_o.try_reserve_exact(n * sh.v_head_dim).is_err()
             || partial_lse.try_reserve_exact(n).is_err()
         {
-            return Err(Error::new(Status::AllocationFailed, format!("split-KV partials of {n} rows do not fit in memory")));
+            return Err(Error::new(
+                Status::AllocationFailed,
+                format!("split-KV partials of {n} rows do not fit in memory"),
+            ));
         }
         partial_o.resize(n * sh.v_head_dim, 0.0f32);
         partial_lse.resize(n, 0.0f32);
@@ -659,6 +665,7 @@ pub fn attention(args: &AttentionArgs, o: &mut [f32], o_strides: [usize; 4], lse
         }
         None => std::ptr::null_mut(),
     };
+
     let raw = RawAttention {
         shape: args.shape,
         q: args.q.as_ptr(),
@@ -678,6 +685,7 @@ pub fn attention(args: &AttentionArgs, o: &mut [f32], o_strides: [usize; 4], lse
         alibi: args.alibi_slopes.map_or(std::ptr::null(), <[f32]>::as_ptr),
     };
     let spans = raw.check()?;
+
     validate::slice_len("q", args.q.len(), spans.q)?;
     validate::slice_len("k", args.k.len(), spans.k)?;
     validate::slice_len("v", args.v.len(), spans.v)?;

@@ -119,9 +119,9 @@ impl Case {
         let q = rng.vec(span(qd, q_strides), -1.0, 1.0);
         let k = KvBuf::from_f32(x.dtype, &rng.vec(span(kd, k_strides), -1.0, 1.0));
         let v = KvBuf::from_f32(x.dtype, &rng.vec(span(vd, v_strides), -1.0, 1.0));
-        let kv_lengths = x.kv_lengths.then(|| {
-            (0..shape.batch).map(|_| (rng.next_u64() % (shape.kv_len as u64 + 1)) as usize).collect()
-        });
+        let kv_lengths = x
+            .kv_lengths
+            .then(|| (0..shape.batch).map(|_| (rng.next_u64() % (shape.kv_len as u64 + 1)) as usize).collect());
         let bd = [shape.batch, shape.q_heads, shape.q_len, shape.kv_len];
         let bias_strides = if x.bias_broadcast {
             let full = padded_strides(bd, x.pad);
@@ -131,7 +131,21 @@ impl Case {
         };
         let bias = x.bias.then(|| rng.vec(span(bd, bias_strides), -2.0, 2.0));
         let alibi = x.alibi.then(|| (0..shape.q_heads).map(|h| 0.5f32.powi(h as i32 % 8 + 1)).collect());
-        Case { shape, options, q, q_strides, k, k_strides, v, v_strides, kv_lengths, bias, bias_strides, alibi, o_strides }
+        Case {
+            shape,
+            options,
+            q,
+            q_strides,
+            k,
+            k_strides,
+            v,
+            v_strides,
+            kv_lengths,
+            bias,
+            bias_strides,
+            alibi,
+            o_strides,
+        }
     }
 
     fn args(&self) -> AttentionArgs<'_> {
@@ -171,7 +185,8 @@ impl Case {
         let sh = self.shape;
         let tol_scores = self.score_tolerance();
         let vmax = self.v_max();
-        let what = format!("{:?} {:?} dtype {:?} kv_lengths {:?}", sh, self.options, dtype_of(&self.k), self.kv_lengths);
+        let what =
+            format!("{:?} {:?} dtype {:?} kv_lengths {:?}", sh, self.options, dtype_of(&self.k), self.kv_lengths);
         for b in 0..sh.batch {
             for h in 0..sh.q_heads {
                 for i in 0..sh.q_len {
@@ -222,7 +237,15 @@ fn dtype_of(k: &KvBuf) -> Dtype {
     }
 }
 
-fn shape(batch: usize, q_heads: usize, kv_heads: usize, q_len: usize, kv_len: usize, d: usize, dv: usize) -> AttentionShape {
+fn shape(
+    batch: usize,
+    q_heads: usize,
+    kv_heads: usize,
+    q_len: usize,
+    kv_len: usize,
+    d: usize,
+    dv: usize,
+) -> AttentionShape {
     AttentionShape { batch, q_heads, kv_heads, q_len, kv_len, head_dim: d, v_head_dim: dv }
 }
 
@@ -245,7 +268,12 @@ fn dtype_strategy() -> impl Strategy<Value = Dtype> {
 fn case_strategy() -> impl Strategy<Value = Case> {
     let dims = (1usize..3, 1usize..4, prop_oneof![Just(1usize), Just(2), Just(3), Just(8)], 0usize..71, 0usize..151);
     let heads = (1usize..71, prop_oneof![Just(None), (1usize..71).prop_map(Some)]);
-    let opts = (any::<bool>(), -3i64..4, prop_oneof![3 => Just(0usize), 1 => 1usize..40], prop_oneof![Just(0.0f32), Just(4.0)]);
+    let opts = (
+        any::<bool>(),
+        -3i64..4,
+        prop_oneof![3 => Just(0usize), 1 => 1usize..40],
+        prop_oneof![Just(0.0f32), Just(4.0)],
+    );
     let extra = (dtype_strategy(), 0usize..3, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>());
     (dims, heads, opts, extra).prop_map(|((b, hkv, g, lq, lkv), (d, dv), (causal, offset, window, softcap), x)| {
         let sh = shape(b, hkv * g, hkv, lq, lkv, d, dv.unwrap_or(d));

@@ -6,9 +6,9 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result, Status};
 use crate::validate;
 
-/// Arguments of `mlak_attention`. Dimensions and strides are in elements;
-/// the last stride of every tensor must be 1 (unless that dimension has at
-/// most one element) and no stride may be negative. A stride of 0 repeats
+/// Arguments of `mlak_attention`. Dimensions and strides are in elements.
+/// The last stride of every tensor must be 1 unless that dimension has at
+/// most one element, and no stride may be negative. A stride of 0 repeats
 /// an input along that dimension.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -99,9 +99,10 @@ fn raw_from_params(p: &AttentionParams) -> Result<RawAttention> {
             // SAFETY: the caller provides `batch` readable values at a
             // non-NULL, aligned pointer.
             let n = unsafe { p.kv_lengths.add(b).read() };
-            kv_lengths.push(usize::try_from(n).map_err(|_| {
-                Error::invalid(format!("kv_lengths[{b}] = {n} is negative; lengths must be >= 0"))
-            })?);
+            kv_lengths.push(
+                usize::try_from(n)
+                    .map_err(|_| Error::invalid(format!("kv_lengths[{b}] = {n} is negative; lengths must be >= 0")))?,
+            );
         }
     }
     let raw = RawAttention {
@@ -191,8 +192,8 @@ fn raw_from_params(p: &AttentionParams) -> Result<RawAttention> {
 ///   outputs zeros and lse −inf; q_len = 0 writes nothing;
 /// - K and V rows masked for every query row of a (batch, KV head) are
 ///   never read, so NaN or garbage in unused cache slots does not leak;
-/// - NaN in a used Q, K or bias value makes the affected rows NaN; NaN in a
-///   V row propagates to the rows that attend it, and may also reach rows
+/// - NaN in a used Q, K or bias value makes the affected rows NaN. NaN in a
+///   V row propagates to the rows that attend it. It may also reach rows
 ///   that mask it within the same block of up to 192 query rows.
 ///
 /// Errors: NULL `p`; NULL or misaligned tensors with a nonzero span;

@@ -59,8 +59,8 @@ pub trait KvElem: Copy {
     unsafe fn load_tail<S: SimdF32>(s: S, p: *const Self, n: usize) -> S::V {
         debug_assert!(n < S::LANES);
         let mut buf = [Self::ZERO; MAX_LANES];
-        // SAFETY: the caller guarantees n readable elements; `buf` holds
-        // MAX_LANES >= LANES of them.
+        // SAFETY: the caller guarantees n readable elements, and `buf` has
+        // room for MAX_LANES >= LANES of them.
         unsafe {
             core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
             Self::load(s, buf.as_ptr())
@@ -334,7 +334,18 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
                 i += MR;
             }
             if i < m {
-                tile_rows::<S, B, NV>(s, m - i, a.add(i * lda), lda, b.add(j), ldb, c.add(i * ldc + j), ldc, k, accumulate);
+                tile_rows::<S, B, NV>(
+                    s,
+                    m - i,
+                    a.add(i * lda),
+                    lda,
+                    b.add(j),
+                    ldb,
+                    c.add(i * ldc + j),
+                    ldc,
+                    k,
+                    accumulate,
+                );
             }
             j += NV * l;
         }
@@ -345,7 +356,18 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
                 i += MR;
             }
             if i < m {
-                tile_rows::<S, B, 1>(s, m - i, a.add(i * lda), lda, b.add(j), ldb, c.add(i * ldc + j), ldc, k, accumulate);
+                tile_rows::<S, B, 1>(
+                    s,
+                    m - i,
+                    a.add(i * lda),
+                    lda,
+                    b.add(j),
+                    ldb,
+                    c.add(i * ldc + j),
+                    ldc,
+                    k,
+                    accumulate,
+                );
             }
             j += l;
         }
@@ -357,7 +379,7 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
 ///
 /// # Safety
 ///
-/// `q` holds `R` rows of `dp` f32 (zero-padded past `d`, `dp` a multiple
+/// `q` contains `R` rows of `dp` f32 (zero-padded past `d`, `dp` a multiple
 /// of the lane count), `k` addresses `KEYS` rows of `d` elements at stride
 /// `ks`, and `sc` covers `R` rows of `KV_BLOCK`.
 #[inline(always)]
@@ -568,8 +590,7 @@ impl<E: KvElem> Prefetch<E> {
 fn softcap<S: SimdF32>(s: S, x: S::V, cap: S::V) -> S::V {
     let one = s.splat(1.0);
     let e = exp(s, s.add(x, x));
-    let t = s.sub(one, s.div(s.splat(2.0), s.add(e, one)))
-        ;
+    let t = s.sub(one, s.div(s.splat(2.0), s.add(e, one)));
     s.mul(cap, t)
 }
 
@@ -739,9 +760,11 @@ impl Scratch {
 ///
 /// Rows with no unmasked key get zeros and lse −inf. Only K and V rows in
 /// the union of the rows' key ranges are read. A NaN score (from Q, K, the
-/// bias or the modifiers) makes its row NaN; a NaN in a V row that any row
-/// of the block attends also reaches the rows of the same block that mask
-/// it, because a probability of 0 times NaN is NaN.
+/// bias or the modifiers) makes its row NaN.
+///
+/// NOTE: a NaN in a V row that any row of the task attends also reaches
+/// the rows of the task that mask it, because their probability 0 times
+/// NaN is NaN in the P·V tile.
 ///
 /// # Safety
 ///
@@ -768,9 +791,9 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
     let group = t.group;
     let q_mult = if t.softcap > 0.0 { t.scale / t.softcap } else { t.scale };
 
-    // SAFETY (whole body): scratch offsets stay within scratch_len; input
-    // reads stay within the rows, keys and dims of the task by the
-    // caller's contract, as each access below notes.
+    // SAFETY (whole body): scratch offsets stay within scratch_len. Input
+    // reads stay within the rows, keys and dims of the task, which the
+    // caller's contract covers.
     unsafe {
         let sc = Scratch::carve(scratch, rows, d, dv);
 
@@ -807,7 +830,15 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
                 // Decode reads K and V once from memory: prefetch the next
                 // block while this one computes.
                 let ahead = (task_hi - (j0 + kb)).min(KV_BLOCK);
-                let pf = Prefetch { k: k.wrapping_add((j0 + kb) * t.k_row_stride), v: v.wrapping_add((j0 + kb) * t.v_row_stride), keys: ahead, ks: t.k_row_stride, vs: t.v_row_stride, d, dv };
+                let pf = Prefetch {
+                    k: k.wrapping_add((j0 + kb) * t.k_row_stride),
+                    v: v.wrapping_add((j0 + kb) * t.v_row_stride),
+                    keys: ahead,
+                    ks: t.k_row_stride,
+                    vs: t.v_row_stride,
+                    d,
+                    dv,
+                };
                 scores_dot::<S, E, DK>(s, sc.q, dp, rows, kblk, t.k_row_stride, d, kb, sc.scores, pf);
             } else {
                 pack_kt(s, kblk, t.k_row_stride, d, kb, sc.kt);
