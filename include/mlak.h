@@ -130,6 +130,61 @@ typedef enum {
 // Data cache sizes in bytes.
 typedef struct CacheSizes CacheSizes;
 
+// Arguments of `mlak_attention`. Dimensions and strides are in elements.
+// The last stride of every tensor must be 1 unless that dimension has at
+// most one element, and no stride may be negative. A stride of 0 repeats
+// an input along that dimension.
+typedef struct {
+  int64_t batch;
+  // Query heads Hq, a multiple of `kv_heads`.
+  int64_t q_heads;
+  // Key/value heads Hkv; query head h reads KV head h / (Hq / Hkv).
+  int64_t kv_heads;
+  int64_t q_len;
+  int64_t kv_len;
+  // D of Q and K, >= 1.
+  int64_t head_dim;
+  // Dv of V and O, >= 1.
+  int64_t v_head_dim;
+  // Q `[batch, q_heads, q_len, head_dim]`.
+  const float *q;
+  int64_t q_strides[4];
+  // K `[batch, kv_heads, kv_len, head_dim]` of `kv_dtype`.
+  const void *k;
+  int64_t k_strides[4];
+  // V `[batch, kv_heads, kv_len, v_head_dim]` of `kv_dtype`.
+  const void *v;
+  int64_t v_strides[4];
+  // A `mlak_dtype` value: the element type of both K and V.
+  uint32_t kv_dtype;
+  // O `[batch, q_heads, q_len, v_head_dim]`; no two elements may share
+  // an address.
+  float *o;
+  int64_t o_strides[4];
+  // Contiguous `[batch, q_heads, q_len]` natural-log logsumexp of each
+  // row's scores, or NULL.
+  float *lse;
+  // Factor on Q·Kᵀ, typically 1/sqrt(head_dim); finite.
+  float scale;
+  // Masks key j for query position p when j > p.
+  bool causal;
+  // Query i of batch b sits at KV position
+  // kv_len_b − q_len + i + position_offset (|offset| <= 2^62).
+  int64_t position_offset;
+  // `batch` key lengths, each in 0 ..= kv_len, or NULL for kv_len.
+  const int64_t *kv_lengths;
+  // Additive bias `[batch, q_heads, q_len, kv_len]`, or NULL.
+  const float *bias;
+  int64_t bias_strides[4];
+  // `q_heads` ALiBi slopes, or NULL; adds −slope·|p − j|.
+  const float *alibi_slopes;
+  // Logit cap c of c·tanh(s/c); 0 disables it.
+  float softcap;
+  // Sliding window w in keys; 0 disables it, else key j is masked when
+  // p − j >= w, and also when j − p >= w without causal masking.
+  int64_t window;
+} mlak_attention_params;
+
 // Parameters of the DeepSeek-V3 group-limited sigmoid router.
 typedef struct {
   // Number of expert groups; it divides the expert count.
@@ -225,6 +280,37 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Computes fused attention, O = softmax(scale·Q·Kᵀ + modifiers)·V per
+// batch and query head, in one pass over K and V with memory bounded by
+// the block sizes (64 keys by up to 192 query rows per thread), never the
+// sequence length.
+//
+// Score of query row i (at KV position p) and key j: s = scale·q·k; with
+// softcap c > 0, s = c·tanh(s/c); then s += bias[b, h, i, j]; then
+// s −= slope_h·|p − j|. Keys at or past kv_lengths[b], after p (causal) or
+// outside the window are masked. Q, O, the bias and all arithmetic are
+// f32; K and V may be f32, f16 or bf16 and are widened exactly. Small
+// q_len·(q_heads/kv_heads) runs the decode path, which splits the keys
+// across threads and merges the parts by logsumexp.
+//
+// Edge and non-finite policy:
+// - a row with no unmasked key (every row when kv_len or kv_lengths[b] is
+//   0, the first q_len − kv_len rows of a causal call with q_len > kv_len)
+//   outputs zeros and lse −inf; q_len = 0 writes nothing;
+// - K and V rows masked for every query row of a (batch, KV head) are
+//   never read, so NaN or garbage in unused cache slots does not leak;
+// - NaN in a used Q, K or bias value makes the affected rows NaN. NaN in a
+//   V row propagates to the rows that attend it. It may also reach rows
+//   that mask it within the same block of up to 192 query rows.
+//
+// Errors: NULL `p`; NULL or misaligned tensors with a nonzero span;
+// negative dims or strides; q_heads not a multiple of kv_heads; head_dim
+// or v_head_dim 0; a last stride other than 1; output strides that alias;
+// outputs overlapping inputs or each other; kv_dtype unknown; kv_lengths
+// outside 0 ..= kv_len; non-finite scale; negative or non-finite softcap;
+// negative window. On error nothing is written.
+mlak_status mlak_attention(const mlak_attention_params *p);
 
 // Returns the library version as a static NUL-terminated string, such as
 // "0.1.0".

@@ -2,6 +2,7 @@
 //! family contributes one sub-table, defined next to its driver, with
 //! `SCALAR`, `AVX2`, `AVX512` and `NEON` constants.
 
+use crate::attention::AttentionKernels;
 use crate::dispatch::Isa;
 use crate::entmax::EntmaxKernels;
 use crate::gemm::GemmKernels;
@@ -36,6 +37,7 @@ kernel_tables! {
     gemm: GemmKernels,
     entmax: EntmaxKernels,
     moe: MoeKernels,
+    attention: AttentionKernels,
 }
 
 /// Returns the table for `isa`. Callers check `isa_supported` first; a level

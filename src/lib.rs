@@ -9,6 +9,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod attention;
 mod dispatch;
 mod dtype;
 mod entmax;
@@ -22,6 +23,9 @@ mod softmax;
 mod threads;
 mod validate;
 
+pub use attention::{
+    attention, contiguous_strides, AttentionArgs, AttentionOptions, AttentionShape, KvSlice,
+};
 pub use dispatch::{
     active_isa, best_isa, cpu_features, feature, isa_supported, last_dispatched_isa, set_isa, with_isa, Isa,
 };

@@ -11,6 +11,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod attention;
 pub mod entmax;
 pub mod gemm;
 pub mod moe;

@@ -2,12 +2,14 @@
 //! writing anything, and reports failures as a [`Status`] plus a
 //! thread-local message read with `mlak_last_error`.
 
+mod attention;
 mod core;
 mod entmax;
 mod gemm;
 mod moe;
 mod softmax;
 
+pub use self::attention::*;
 pub use self::core::*;
 pub use self::entmax::*;
 pub use self::gemm::*;

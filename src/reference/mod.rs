@@ -4,6 +4,7 @@
 //! over speed, allocate freely, and back the property tests of every
 //! instruction set.
 
+pub mod attention;
 pub mod entmax;
 pub mod gemm;
 pub mod moe;

@@ -206,4 +206,25 @@ unsafe impl SimdF32 for Avx2 {
         // SAFETY: `out` has room for 16 >= 8 values.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) }
     }
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable u16 at `p`; F16C is
+        // implied by the token.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable u16 at `p`; AVX2 is
+        // implied by the token.
+        unsafe {
+            let wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(wide))
+        }
+    }
+    #[inline(always)]
+    fn prefetch(self, p: *const u8) {
+        // SAFETY: prefetch is a hint that never faults, for any address;
+        // SSE is implied by the token.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
 }

@@ -184,4 +184,25 @@ unsafe impl SimdF32 for Avx512 {
         // SAFETY: `out` has room for 16 values.
         unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) }
     }
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> __m512 {
+        // SAFETY: the caller guarantees 16 readable u16 at `p`; AVX-512F is
+        // implied by the token.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> __m512 {
+        // SAFETY: the caller guarantees 16 readable u16 at `p`; AVX-512F is
+        // implied by the token.
+        unsafe {
+            let wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(wide))
+        }
+    }
+    #[inline(always)]
+    fn prefetch(self, p: *const u8) {
+        // SAFETY: prefetch is a hint that never faults, for any address;
+        // SSE is implied by the token.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
 }

@@ -110,6 +110,55 @@ pub unsafe trait SimdF32: Copy {
     fn reduce_min(self, v: Self::V) -> f32;
     /// Copies the lanes into the first `LANES` entries of `out`.
     fn to_array(self, v: Self::V, out: &mut [f32; MAX_LANES]);
+
+    /// Loads `LANES` IEEE binary16 values, given as bit patterns, from `p`
+    /// and widens them exactly to f32 (subnormals, infinities and NaN
+    /// included). `p` needs no alignment beyond that of `u16`.
+    ///
+    /// # Safety
+    ///
+    /// `p .. p + LANES` must be readable.
+    unsafe fn load_f16(self, p: *const u16) -> Self::V;
+
+    /// Loads `LANES` bfloat16 values, given as bit patterns, from `p` and
+    /// widens them exactly to f32.
+    ///
+    /// # Safety
+    ///
+    /// `p .. p + LANES` must be readable.
+    unsafe fn load_bf16(self, p: *const u16) -> Self::V;
+
+    /// Hints that the cache line holding `p` will be read soon. Never
+    /// faults, whatever `p` is; a no-op where the instruction set has no
+    /// hint.
+    #[inline(always)]
+    fn prefetch(self, p: *const u8) {
+        let _ = p;
+    }
+}
+
+/// Widens one IEEE binary16 bit pattern exactly to f32.
+#[inline(always)]
+pub fn f16_bits_to_f32(h: u16) -> f32 {
+    f32::from_bits(f16_bits_to_f32_bits(u32::from(h)))
+}
+
+/// Bit-level f16 to f32 widening, shared by the scalar and NEON tokens.
+///
+/// The exponent and mantissa are shifted into f32 position and scaled by
+/// 2^112 (the difference of the exponent biases, 127 − 15), which also
+/// normalizes subnormals exactly. Infinity and NaN get the all-ones f32
+/// exponent instead.
+#[inline(always)]
+pub(crate) fn f16_bits_to_f32_bits(h: u32) -> u32 {
+    let sign = (h & 0x8000) << 16;
+    let magnitude = (h & 0x7fff) << 13;
+    let widened = if h & 0x7c00 == 0x7c00 {
+        magnitude | 0x7f80_0000
+    } else {
+        (f32::from_bits(magnitude) * f32::from_bits(0x7780_0000)).to_bits()
+    };
+    widened | sign
 }
 
 /// Upper clamp of [`exp`]: above it the result is +inf. 127.5·ln 2 rounded

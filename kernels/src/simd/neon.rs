@@ -182,4 +182,26 @@ unsafe impl SimdF32 for Neon {
         // SAFETY: `out` has room for 16 >= 4 values.
         unsafe { vst1q_f32(out.as_mut_ptr(), v) }
     }
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> float32x4_t {
+        // SAFETY: the caller guarantees 4 readable u16 at `p`; NEON is
+        // implied by the token. The lanes follow `f16_bits_to_f32_bits`.
+        unsafe {
+            let h = vmovl_u16(vld1_u16(p));
+            let sign = vshlq_n_u32::<16>(vandq_u32(h, vdupq_n_u32(0x8000)));
+            let magnitude = vshlq_n_u32::<13>(vandq_u32(h, vdupq_n_u32(0x7fff)));
+            let scaled = vmulq_f32(vreinterpretq_f32_u32(magnitude), vdupq_n_f32(f32::from_bits(0x7780_0000)));
+            let exponent = vandq_u32(h, vdupq_n_u32(0x7c00));
+            let special = vceqq_u32(exponent, vdupq_n_u32(0x7c00));
+            let inf_nan = vorrq_u32(magnitude, vdupq_n_u32(0x7f80_0000));
+            let bits = vbslq_u32(special, inf_nan, vreinterpretq_u32_f32(scaled));
+            vreinterpretq_f32_u32(vorrq_u32(bits, sign))
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> float32x4_t {
+        // SAFETY: the caller guarantees 4 readable u16 at `p`; NEON is
+        // implied by the token.
+        unsafe { vreinterpretq_f32_u32(vshlq_n_u32::<16>(vmovl_u16(vld1_u16(p)))) }
+    }
 }

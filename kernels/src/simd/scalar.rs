@@ -151,4 +151,14 @@ unsafe impl SimdF32 for Scalar {
     fn to_array(self, v: f32, out: &mut [f32; MAX_LANES]) {
         out[0] = v;
     }
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> f32 {
+        // SAFETY: the caller guarantees one readable u16 at `p`.
+        super::f16_bits_to_f32(unsafe { p.read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> f32 {
+        // SAFETY: the caller guarantees one readable u16 at `p`.
+        f32::from_bits(u32::from(unsafe { p.read_unaligned() }) << 16)
+    }
 }

@@ -1,0 +1,993 @@
+//! Fused attention over one task: the query rows of one KV head (all the
+//! query heads that share it, at a run of query positions) against one
+//! range of keys, with online softmax over blocks of [`KV_BLOCK`] keys.
+//!
+//! The score matrix never exists in full. Per block of keys, the body forms
+//! the `rows × KV_BLOCK` scores in scratch, applies the score modifiers and
+//! masks, folds the block into the running row maximum `m`, row sum `l` and
+//! unnormalized output, and multiplies the probabilities by V. Two register
+//! tiles do the products:
+//! - a GEMM tile `C (+)= A·B` broadcasting one A element against `NV` vectors
+//!   of a B row, used for Q·Kᵀ (B = Kᵀ packed per block) and for P·V (B = the
+//!   V rows, widened on load);
+//! - for tasks of at most [`DOT_ROWS_MAX`] rows (decode), a dot-product tile
+//!   that reads K rows in place, so no transposition costs a pass over K.
+//!
+//! The bodies are generic over [`SimdF32`] and the K/V element type, and
+//! `attention_kernels!` expands them per instruction set in the sibling
+//! files.
+
+use crate::simd::{exp, f16_bits_to_f32, SimdF32, MAX_LANES};
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+pub mod scalar;
+
+/// Keys per block of the online softmax. A multiple of every lane count.
+pub const KV_BLOCK: usize = 64;
+
+/// Tasks with at most this many query rows compute scores with the
+/// dot-product tile, reading K in place; larger tasks pack Kᵀ per block.
+pub const DOT_ROWS_MAX: usize = 8;
+
+/// Element type of K and V, widened to f32 on load.
+pub trait KvElem: Copy {
+    /// The value 0 in this type, used to pad partial vectors.
+    const ZERO: Self;
+
+    /// Loads `S::LANES` elements from `p` as f32.
+    ///
+    /// # Safety
+    ///
+    /// `p .. p + S::LANES` must be readable.
+    unsafe fn load<S: SimdF32>(s: S, p: *const Self) -> S::V;
+
+    /// Widens one element.
+    fn to_f32(self) -> f32;
+
+    /// Loads the first `n < S::LANES` elements from `p` as f32 and sets the
+    /// other lanes to 0. Never reads past `p + n`.
+    ///
+    /// # Safety
+    ///
+    /// `p .. p + n` must be readable.
+    #[inline(always)]
+    unsafe fn load_tail<S: SimdF32>(s: S, p: *const Self, n: usize) -> S::V {
+        debug_assert!(n < S::LANES);
+        let mut buf = [Self::ZERO; MAX_LANES];
+        // SAFETY: the caller guarantees n readable elements, and `buf` has
+        // room for MAX_LANES >= LANES of them.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
+            Self::load(s, buf.as_ptr())
+        }
+    }
+}
+
+impl KvElem for f32 {
+    const ZERO: Self = 0.0;
+    #[inline(always)]
+    unsafe fn load<S: SimdF32>(s: S, p: *const f32) -> S::V {
+        // SAFETY: forwarded from the caller.
+        unsafe { s.load(p) }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    unsafe fn load_tail<S: SimdF32>(s: S, p: *const f32, n: usize) -> S::V {
+        // SAFETY: forwarded from the caller.
+        unsafe { s.load_tail(p, n, 0.0) }
+    }
+}
+
+/// An IEEE binary16 value as its bit pattern.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct F16Bits(pub u16);
+
+impl KvElem for F16Bits {
+    const ZERO: Self = F16Bits(0);
+    #[inline(always)]
+    unsafe fn load<S: SimdF32>(s: S, p: *const F16Bits) -> S::V {
+        // SAFETY: forwarded from the caller; the type is a transparent u16.
+        unsafe { s.load_f16(p.cast()) }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16_bits_to_f32(self.0)
+    }
+}
+
+/// A bfloat16 value as its bit pattern.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bf16Bits(pub u16);
+
+impl KvElem for Bf16Bits {
+    const ZERO: Self = Bf16Bits(0);
+    #[inline(always)]
+    unsafe fn load<S: SimdF32>(s: S, p: *const Bf16Bits) -> S::V {
+        // SAFETY: forwarded from the caller; the type is a transparent u16.
+        unsafe { s.load_bf16(p.cast()) }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f32::from_bits(u32::from(self.0) << 16)
+    }
+}
+
+/// One unit of attention work. Strides are in elements and point at the
+/// task's first row: `q` addresses Q at (batch, first query head of the
+/// group, first position, 0), `k` and `v` address K and V at (batch, KV
+/// head, 0, 0), and the outputs likewise.
+///
+/// Row `r` of the task is query head `r % group` of the group at position
+/// index `r / group`; it sits at KV position `first_pos + r / group`.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionTask {
+    pub q: *const f32,
+    pub q_head_stride: usize,
+    pub q_row_stride: usize,
+    /// K rows, of the element type of the entry point called.
+    pub k: *const u8,
+    pub k_row_stride: usize,
+    /// V rows, of the element type of the entry point called.
+    pub v: *const u8,
+    pub v_row_stride: usize,
+    /// Query heads sharing the KV head.
+    pub group: usize,
+    /// Query positions in the task.
+    pub positions: usize,
+    pub head_dim: usize,
+    pub v_head_dim: usize,
+    /// Factor applied to Q·Kᵀ.
+    pub scale: f32,
+    /// Logit cap c of c·tanh(s/c); 0 disables it.
+    pub softcap: f32,
+    /// KV position of the first query position; may be negative.
+    pub first_pos: i64,
+    /// Keys outside `kv_begin .. kv_end` are neither read nor attended.
+    pub kv_begin: usize,
+    pub kv_end: usize,
+    /// Masks key j for a query at position q when j > q.
+    pub causal: bool,
+    /// Sliding window w: when > 0, masks key j unless q − j < w, and also
+    /// unless j − q < w when not causal.
+    pub window: usize,
+    /// Additive bias at (first head, first position, key 0), or null.
+    pub bias: *const f32,
+    pub bias_head_stride: usize,
+    pub bias_row_stride: usize,
+    /// ALiBi slopes of the group's query heads, or null. Adds
+    /// −slope·|q − j| to the score of key j.
+    pub alibi: *const f32,
+    /// Output rows of `v_head_dim` contiguous f32.
+    pub out: *mut f32,
+    pub out_head_stride: usize,
+    pub out_row_stride: usize,
+    /// Per-row logsumexp of the scores, or null.
+    pub lse: *mut f32,
+    pub lse_head_stride: usize,
+    pub lse_row_stride: usize,
+}
+
+impl AttentionTask {
+    /// Returns the number of query rows.
+    pub fn rows(&self) -> usize {
+        self.group * self.positions
+    }
+
+    /// Returns the keys that the query at `pos` attends, as a half-open
+    /// range inside `kv_begin .. kv_end` (empty when `start >= end`). Both
+    /// ends are nondecreasing in `pos`.
+    #[inline(always)]
+    fn key_range(&self, pos: i64) -> (i64, i64) {
+        let mut lo = self.kv_begin as i64;
+        let mut hi = self.kv_end as i64;
+        if self.causal {
+            hi = hi.min(pos.saturating_add(1));
+        }
+        if self.window > 0 {
+            let w = self.window as i64;
+            lo = lo.max(pos.saturating_sub(w - 1));
+            if !self.causal {
+                hi = hi.min(pos.saturating_add(w));
+            }
+        }
+        (lo, hi)
+    }
+}
+
+/// Returns the number of f32 of scratch that a task of `rows` query rows
+/// needs, for every instruction set.
+pub fn scratch_len(rows: usize, head_dim: usize, v_head_dim: usize) -> usize {
+    let dp = head_dim.next_multiple_of(MAX_LANES);
+    let dvp = v_head_dim.next_multiple_of(MAX_LANES);
+    rows * dp + head_dim * KV_BLOCK + KV_BLOCK * dvp + rows * KV_BLOCK + rows * dvp + 2 * rows
+}
+
+/// Lane indices 0, 1, 2, … as f32, for building per-lane key positions.
+static IOTA: [f32; MAX_LANES] = [0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12., 13., 14., 15.];
+
+/// Computes `C[0 .. M][0 .. NV·LANES] (+)= A[0 .. M][0 .. k] · B[0 .. k][..]`.
+///
+/// A is f32 at row stride `lda`, B is of type `B` at row stride `ldb`, C is
+/// f32 at row stride `ldc`. With `accumulate` false, C is not read.
+///
+/// # Safety
+///
+/// A, B and C must cover the ranges above.
+#[inline(always)]
+unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
+    s: S,
+    a: *const f32,
+    lda: usize,
+    b: *const B,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    k: usize,
+    accumulate: bool,
+) {
+    let l = S::LANES;
+    let mut acc = [[s.splat(0.0); NV]; M];
+    // SAFETY: all accesses stay inside the ranges the caller guarantees.
+    unsafe {
+        if accumulate {
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = s.load(c.add(i * ldc + v * l));
+                }
+            }
+        }
+        for p in 0..k {
+            let mut bv = [s.splat(0.0); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = B::load(s, b.add(p * ldb + v * l));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = s.splat(*a.add(i * lda + p));
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = s.fma(av, bv[v], *x);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (v, x) in row.iter().enumerate() {
+                s.store(c.add(i * ldc + v * l), *x);
+            }
+        }
+    }
+}
+
+/// Runs [`tile`] on `m < MR` rows by picking the instantiation with M = m.
+///
+/// # Safety
+///
+/// As for [`tile`] with M = m.
+#[inline(always)]
+unsafe fn tile_rows<S: SimdF32, B: KvElem, const NV: usize>(
+    s: S,
+    m: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const B,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    k: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded from the caller with M = m.
+    unsafe {
+        match m {
+            1 => tile::<S, B, 1, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
+            2 => tile::<S, B, 2, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
+            3 => tile::<S, B, 3, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
+            4 => tile::<S, B, 4, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
+            5 => tile::<S, B, 5, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
+            6 => tile::<S, B, 6, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
+            7 => tile::<S, B, 7, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
+            _ => unreachable!("remainder rows must be below 8"),
+        }
+    }
+}
+
+/// Computes `C[m × n] (+)= A[m × k] · B[k × n]` with `MR × NV`-vector
+/// register tiles. `n` must be a multiple of `S::LANES`; B is read only in
+/// rows `0 .. k` and columns `0 .. n`.
+///
+/// # Safety
+///
+/// A, B and C must cover those ranges at their row strides. `MR <= 8`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
+    s: S,
+    a: *const f32,
+    lda: usize,
+    b: *const B,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+) {
+    let l = S::LANES;
+    debug_assert!(n % l == 0 && MR <= 8);
+    // SAFETY: every tile call covers rows i .. i + M and columns j .. j + w,
+    // which lie inside the m × n block the caller provides.
+    unsafe {
+        let mut j = 0;
+        while j + NV * l <= n {
+            let mut i = 0;
+            while i + MR <= m {
+                tile::<S, B, MR, NV>(s, a.add(i * lda), lda, b.add(j), ldb, c.add(i * ldc + j), ldc, k, accumulate);
+                i += MR;
+            }
+            if i < m {
+                tile_rows::<S, B, NV>(
+                    s,
+                    m - i,
+                    a.add(i * lda),
+                    lda,
+                    b.add(j),
+                    ldb,
+                    c.add(i * ldc + j),
+                    ldc,
+                    k,
+                    accumulate,
+                );
+            }
+            j += NV * l;
+        }
+        while j < n {
+            let mut i = 0;
+            while i + MR <= m {
+                tile::<S, B, MR, 1>(s, a.add(i * lda), lda, b.add(j), ldb, c.add(i * ldc + j), ldc, k, accumulate);
+                i += MR;
+            }
+            if i < m {
+                tile_rows::<S, B, 1>(
+                    s,
+                    m - i,
+                    a.add(i * lda),
+                    lda,
+                    b.add(j),
+                    ldb,
+                    c.add(i * ldc + j),
+                    ldc,
+                    k,
+                    accumulate,
+                );
+            }
+            j += l;
+        }
+    }
+}
+
+/// Computes the scores of `R` packed query rows against `KEYS` consecutive
+/// K rows as dot products over the head dimension, into `sc[r·KV_BLOCK + j]`.
+///
+/// # Safety
+///
+/// `q` contains `R` rows of `dp` f32 (zero-padded past `d`, `dp` a multiple
+/// of the lane count), `k` addresses `KEYS` rows of `d` elements at stride
+/// `ks`, and `sc` covers `R` rows of `KV_BLOCK`.
+#[inline(always)]
+unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
+    s: S,
+    q: *const f32,
+    dp: usize,
+    k: *const E,
+    ks: usize,
+    d: usize,
+    sc: *mut f32,
+) {
+    let l = S::LANES;
+    let full = d / l * l;
+    let mut acc = [[s.splat(0.0); KEYS]; R];
+    // SAFETY: K loads stay inside the first d elements of each row (the
+    // tail load reads d − x of them), Q loads inside the padded rows.
+    unsafe {
+        let mut x = 0;
+        while x < full {
+            let mut kv = [s.splat(0.0); KEYS];
+            for (j, v) in kv.iter_mut().enumerate() {
+                *v = E::load(s, k.add(j * ks + x));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let qv = s.load(q.add(r * dp + x));
+                for (j, a) in row.iter_mut().enumerate() {
+                    *a = s.fma(qv, kv[j], *a);
+                }
+            }
+            x += l;
+        }
+        if x < d {
+            let mut kv = [s.splat(0.0); KEYS];
+            for (j, v) in kv.iter_mut().enumerate() {
+                *v = E::load_tail(s, k.add(j * ks + x), d - x);
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let qv = s.load(q.add(r * dp + x));
+                for (j, a) in row.iter_mut().enumerate() {
+                    *a = s.fma(qv, kv[j], *a);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (j, a) in row.iter().enumerate() {
+                *sc.add(r * KV_BLOCK + j) = s.reduce_add(*a);
+            }
+        }
+    }
+}
+
+/// Scores of `rows <= DOT_ROWS_MAX` packed query rows against `kb` keys,
+/// by [`dot_tile`] over groups of up to 4 rows and `DK` keys.
+///
+/// # Safety
+///
+/// As for [`dot_tile`], for `rows` rows and `kb <= KV_BLOCK` keys.
+#[inline(always)]
+unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
+    s: S,
+    q: *const f32,
+    dp: usize,
+    rows: usize,
+    k: *const E,
+    ks: usize,
+    d: usize,
+    kb: usize,
+    sc: *mut f32,
+    prefetch: Prefetch<E>,
+) {
+    let mut r = 0;
+    // SAFETY: each call covers rows r .. r + R and keys j .. j + KEYS inside
+    // the ranges the caller provides.
+    unsafe {
+        while r < rows {
+            let (qr, sr) = (q.add(r * dp), sc.add(r * KV_BLOCK));
+            let mut j = 0;
+            macro_rules! run {
+                ($rr:literal) => {{
+                    while j + DK <= kb {
+                        if r == 0 {
+                            for x in 0..DK {
+                                prefetch.key(s, j + x);
+                            }
+                        }
+                        dot_tile::<S, E, $rr, DK>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j));
+                        j += DK;
+                    }
+                    while j < kb {
+                        if r == 0 {
+                            prefetch.key(s, j);
+                        }
+                        dot_tile::<S, E, $rr, 1>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j));
+                        j += 1;
+                    }
+                }};
+            }
+            let rr = (rows - r).min(4);
+            match rr {
+                1 => run!(1),
+                2 => run!(2),
+                3 => run!(3),
+                _ => run!(4),
+            }
+            r += rr;
+        }
+    }
+}
+
+/// Packs `kb` K rows transposed into `kt[d][KV_BLOCK]`, widened to f32.
+///
+/// # Safety
+///
+/// `k` addresses `kb <= KV_BLOCK` rows of `d` elements at stride `ks`; `kt`
+/// covers `d · KV_BLOCK` f32.
+#[inline(always)]
+unsafe fn pack_kt<S: SimdF32, E: KvElem>(s: S, k: *const E, ks: usize, d: usize, kb: usize, kt: *mut f32) {
+    let l = S::LANES;
+    let mut buf = [0.0f32; MAX_LANES];
+    // SAFETY: reads stay inside the first d elements of each of the kb
+    // rows; writes inside kt.
+    unsafe {
+        for j in 0..kb {
+            let row = k.add(j * ks);
+            let mut x = 0;
+            while x + l <= d {
+                s.to_array(E::load(s, row.add(x)), &mut buf);
+                for (t, &v) in buf[..l].iter().enumerate() {
+                    *kt.add((x + t) * KV_BLOCK + j) = v;
+                }
+                x += l;
+            }
+            while x < d {
+                *kt.add(x * KV_BLOCK + j) = (*row.add(x)).to_f32();
+                x += 1;
+            }
+        }
+    }
+}
+
+/// Copies `kb` V rows widened to f32 into `vp[kb][dvp]`, zero-padded from
+/// `dv` to `dvp`.
+///
+/// # Safety
+///
+/// `v` addresses `kb` rows of `dv` elements at stride `vs`; `vp` covers
+/// `kb · dvp` f32.
+#[inline(always)]
+unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize, dvp: usize, kb: usize, vp: *mut f32) {
+    let l = S::LANES;
+    // SAFETY: reads stay inside the first dv elements of each row; writes
+    // inside vp, whose rows hold dvp >= dv rounded up to the lane count.
+    unsafe {
+        for j in 0..kb {
+            let (src, dst) = (v.add(j * vs), vp.add(j * dvp));
+            let mut x = 0;
+            while x + l <= dv {
+                s.store(dst.add(x), E::load(s, src.add(x)));
+                x += l;
+            }
+            if x < dv {
+                s.store(dst.add(x), E::load_tail(s, src.add(x), dv - x));
+            }
+        }
+    }
+}
+
+/// K and V rows of the next block, for prefetching. Prefetch never
+/// faults, and only rows that will be read are named.
+#[derive(Clone, Copy)]
+struct Prefetch<E> {
+    k: *const E,
+    v: *const E,
+    keys: usize,
+    ks: usize,
+    vs: usize,
+    d: usize,
+    dv: usize,
+}
+
+impl<E: KvElem> Prefetch<E> {
+    /// Prefetches the K and V rows of key `j` of the next block, if any.
+    #[inline(always)]
+    fn key<S: SimdF32>(&self, s: S, j: usize) {
+        if j >= self.keys {
+            return;
+        }
+        let size = core::mem::size_of::<E>();
+        let krow = self.k.wrapping_add(j * self.ks) as *const u8;
+        let vrow = self.v.wrapping_add(j * self.vs) as *const u8;
+        let mut x = 0;
+        while x < self.d * size {
+            s.prefetch(krow.wrapping_add(x));
+            x += 64;
+        }
+        let mut x = 0;
+        while x < self.dv * size {
+            s.prefetch(vrow.wrapping_add(x));
+            x += 64;
+        }
+    }
+}
+
+/// Computes c·tanh(x) lane-wise as c·(1 − 2/(e^{2x} + 1)), which saturates
+/// to ±c for large |x| and keeps NaN. Its absolute error is a few c·ε.
+#[inline(always)]
+fn softcap<S: SimdF32>(s: S, x: S::V, cap: S::V) -> S::V {
+    let one = s.splat(1.0);
+    let e = exp(s, s.add(x, x));
+    let t = s.sub(one, s.div(s.splat(2.0), s.add(e, one)));
+    s.mul(cap, t)
+}
+
+/// Per-row values of the score modifiers for one block.
+#[derive(Clone, Copy)]
+struct RowMods {
+    /// Bias at key `j0 + a`, or null.
+    bias: *const f32,
+    /// ALiBi slope; 0 when disabled.
+    slope: f32,
+    /// `pos − (j0 + a)`, the distance from the query to the first key.
+    dist0: f32,
+    softcap: f32,
+}
+
+/// Applies the score modifiers to `x[0 .. n]` in place and returns the
+/// maximum, or NaN when an entry is NaN.
+///
+/// # Safety
+///
+/// `x[0 .. n]` is readable and writable; `mods.bias[0 .. n]` is readable
+/// when not null.
+#[inline(always)]
+unsafe fn modify_and_max<S: SimdF32>(s: S, x: *mut f32, n: usize, mods: RowMods) -> f32 {
+    let l = S::LANES;
+    let cap = s.splat(mods.softcap);
+    let slope = s.splat(mods.slope);
+    let zero = s.splat(0.0);
+    let mut mx = s.splat(f32::NEG_INFINITY);
+    let mut nan = s.mask_none();
+    let mut i = 0;
+    // SAFETY: loads and stores cover x[i .. i + l] with i + l <= n or the
+    // tail x[i .. n], and likewise for the bias.
+    unsafe {
+        let iota = s.load(IOTA.as_ptr());
+        while i < n {
+            let w = (n - i).min(l);
+            let mut v = if w == l { s.load(x.add(i)) } else { s.load_tail(x.add(i), w, 0.0) };
+            if mods.softcap > 0.0 {
+                v = softcap(s, v, cap);
+            }
+            if !mods.bias.is_null() {
+                let b = if w == l { s.load(mods.bias.add(i)) } else { s.load_tail(mods.bias.add(i), w, 0.0) };
+                v = s.add(v, b);
+            }
+            if mods.slope != 0.0 {
+                // distance = pos − key = dist0 − (i + lane)
+                let dist = s.sub(s.splat(mods.dist0 - i as f32), iota);
+                let abs = s.max(dist, s.sub(zero, dist));
+                v = s.fma(s.sub(zero, slope), abs, v);
+            }
+            nan = s.mask_or(nan, s.is_nan(v));
+            if w == l {
+                s.store(x.add(i), v);
+                mx = s.max(mx, v);
+            } else {
+                s.store_tail(x.add(i), w, v);
+                let padded = s.select(s.lt(iota, s.splat(w as f32)), v, s.splat(f32::NEG_INFINITY));
+                mx = s.max(mx, padded);
+            }
+            i += l;
+        }
+    }
+    if s.mask_any(nan) {
+        f32::NAN
+    } else {
+        s.reduce_max(mx)
+    }
+}
+
+/// Replaces `x[0 .. n]` by e^(x − m) and returns the sum.
+///
+/// # Safety
+///
+/// `x[0 .. n]` is readable and writable.
+#[inline(always)]
+unsafe fn exp_and_sum<S: SimdF32>(s: S, x: *mut f32, n: usize, m: f32) -> f32 {
+    let l = S::LANES;
+    let vm = s.splat(m);
+    let (mut s0, mut s1) = (s.splat(0.0), s.splat(0.0));
+    let mut i = 0;
+    // SAFETY: accesses cover x[i .. i + l] with i + l <= n or the tail.
+    unsafe {
+        while i + 2 * l <= n {
+            let e0 = exp(s, s.sub(s.load(x.add(i)), vm));
+            let e1 = exp(s, s.sub(s.load(x.add(i + l)), vm));
+            s.store(x.add(i), e0);
+            s.store(x.add(i + l), e1);
+            s0 = s.add(s0, e0);
+            s1 = s.add(s1, e1);
+            i += 2 * l;
+        }
+        while i < n {
+            let w = (n - i).min(l);
+            if w == l {
+                let e = exp(s, s.sub(s.load(x.add(i)), vm));
+                s.store(x.add(i), e);
+                s0 = s.add(s0, e);
+            } else {
+                // -inf padding contributes e^-inf = 0 to the sum.
+                let e = exp(s, s.sub(s.load_tail(x.add(i), w, f32::NEG_INFINITY), vm));
+                s.store_tail(x.add(i), w, e);
+                s0 = s.add(s0, e);
+            }
+            i += l;
+        }
+    }
+    s.reduce_add(s.add(s0, s1))
+}
+
+/// Multiplies `x[0 .. n]` by `f`, or sets it to `f` when `set`.
+///
+/// # Safety
+///
+/// `x[0 .. n]` is readable and writable; `n` is a multiple of the lanes.
+#[inline(always)]
+unsafe fn scale_row<S: SimdF32>(s: S, x: *mut f32, n: usize, f: f32, set: bool) {
+    let l = S::LANES;
+    let vf = s.splat(f);
+    let mut i = 0;
+    // SAFETY: n is a multiple of l, so every access is a full vector inside
+    // x[0 .. n].
+    unsafe {
+        while i < n {
+            let v = if set { vf } else { s.mul(s.load(x.add(i)), vf) };
+            s.store(x.add(i), v);
+            i += l;
+        }
+    }
+}
+
+/// Scratch regions of one task, carved from the caller's buffer.
+struct Scratch {
+    q: *mut f32,
+    kt: *mut f32,
+    vp: *mut f32,
+    scores: *mut f32,
+    acc: *mut f32,
+    m: *mut f32,
+    l: *mut f32,
+}
+
+impl Scratch {
+    /// # Safety
+    ///
+    /// `base` covers `scratch_len(rows, d, dv)` f32.
+    #[inline(always)]
+    unsafe fn carve(base: *mut f32, rows: usize, d: usize, dv: usize) -> Scratch {
+        let dp = d.next_multiple_of(MAX_LANES);
+        let dvp = dv.next_multiple_of(MAX_LANES);
+        // SAFETY: the offsets sum to scratch_len(rows, d, dv).
+        unsafe {
+            let q = base;
+            let kt = q.add(rows * dp);
+            let vp = kt.add(d * KV_BLOCK);
+            let scores = vp.add(KV_BLOCK * dvp);
+            let acc = scores.add(rows * KV_BLOCK);
+            let m = acc.add(rows * dvp);
+            let l = m.add(rows);
+            Scratch { q, kt, vp, scores, acc, m, l }
+        }
+    }
+}
+
+/// Runs one attention task: writes the normalized output rows and, when
+/// `lse` is not null, the natural-log logsumexp of each row's scores.
+///
+/// Rows with no unmasked key get zeros and lse −inf. Only K and V rows in
+/// the union of the rows' key ranges are read. A NaN score (from Q, K, the
+/// bias or the modifiers) makes its row NaN.
+///
+/// NOTE: a NaN in a V row that any row of the task attends also reaches
+/// the rows of the task that mask it, because their probability 0 times
+/// NaN is NaN in the P·V tile.
+///
+/// # Safety
+///
+/// Every pointer of `task` covers the rows, heads, keys and dimensions it
+/// describes at its strides; the outputs do not overlap the inputs or each
+/// other; `scratch` covers `scratch_len(task.rows(), head_dim, v_head_dim)`
+/// f32 that nothing else uses; `task.k` and `task.v` point at elements of
+/// type `E`; `MR <= 8`. `DK` is the number of keys per dot-product tile.
+#[inline(always)]
+pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: usize, const DK: usize>(
+    s: S,
+    t: &AttentionTask,
+    scratch: *mut f32,
+) {
+    let l = S::LANES;
+    let rows = t.rows();
+    if rows == 0 {
+        return;
+    }
+    let (d, dv) = (t.head_dim, t.v_head_dim);
+    let dp = d.next_multiple_of(l);
+    let dvp = dv.next_multiple_of(l);
+    let (k, v) = (t.k as *const E, t.v as *const E);
+    let group = t.group;
+    let q_mult = if t.softcap > 0.0 { t.scale / t.softcap } else { t.scale };
+
+    // SAFETY (whole body): scratch offsets stay within scratch_len. Input
+    // reads stay within the rows, keys and dims of the task, which the
+    // caller's contract covers.
+    unsafe {
+        let sc = Scratch::carve(scratch, rows, d, dv);
+
+        // Pack the scaled Q rows, zero-padded to dp.
+        for r in 0..rows {
+            let (g, p) = (r % group, r / group);
+            let src = t.q.add(g * t.q_head_stride + p * t.q_row_stride);
+            let dst = sc.q.add(r * dp);
+            for x in 0..d {
+                *dst.add(x) = *src.add(x) * q_mult;
+            }
+            for x in d..dp {
+                *dst.add(x) = 0.0;
+            }
+            scale_row(s, sc.acc.add(r * dvp), dvp, 0.0, true);
+            *sc.m.add(r) = f32::NEG_INFINITY;
+            *sc.l.add(r) = 0.0;
+        }
+
+        let last_pos = t.first_pos + t.positions as i64 - 1;
+        let task_lo = t.key_range(t.first_pos).0.max(0) as usize;
+        let task_hi = t.key_range(last_pos).1.max(0) as usize;
+        let dot = rows <= DOT_ROWS_MAX;
+        let direct_v = dv % l == 0;
+
+        let mut j0 = task_lo;
+        while j0 < task_hi {
+            let kb = (task_hi - j0).min(KV_BLOCK);
+            let kblk = k.add(j0 * t.k_row_stride);
+            let vblk = v.add(j0 * t.v_row_stride);
+
+            // Scores of the block: rows × kb into sc.scores.
+            if dot {
+                // Decode reads K and V once from memory: prefetch the next
+                // block while this one computes.
+                let ahead = (task_hi - (j0 + kb)).min(KV_BLOCK);
+                let pf = Prefetch {
+                    k: k.wrapping_add((j0 + kb) * t.k_row_stride),
+                    v: v.wrapping_add((j0 + kb) * t.v_row_stride),
+                    keys: ahead,
+                    ks: t.k_row_stride,
+                    vs: t.v_row_stride,
+                    d,
+                    dv,
+                };
+                scores_dot::<S, E, DK>(s, sc.q, dp, rows, kblk, t.k_row_stride, d, kb, sc.scores, pf);
+            } else {
+                pack_kt(s, kblk, t.k_row_stride, d, kb, sc.kt);
+                gemm::<S, f32, MR, NV>(s, sc.q, dp, sc.kt, KV_BLOCK, sc.scores, KV_BLOCK, rows, KV_BLOCK, d, false);
+            }
+
+            // Modifiers, masks and the online-softmax update, row by row.
+            for r in 0..rows {
+                let (g, p) = (r % group, r / group);
+                let pos = t.first_pos + p as i64;
+                let (lo, hi) = t.key_range(pos);
+                let a = (lo.max(j0 as i64) - j0 as i64).clamp(0, kb as i64) as usize;
+                let e = (hi.min((j0 + kb) as i64) - j0 as i64).clamp(0, kb as i64) as usize;
+                let srow = sc.scores.add(r * KV_BLOCK);
+                if a >= e {
+                    scale_row(s, srow, KV_BLOCK, 0.0, true);
+                    continue;
+                }
+                let bias = if t.bias.is_null() {
+                    core::ptr::null()
+                } else {
+                    t.bias.add(g * t.bias_head_stride + p * t.bias_row_stride + j0 + a)
+                };
+                let mods = RowMods {
+                    bias,
+                    slope: if t.alibi.is_null() { 0.0 } else { *t.alibi.add(g) },
+                    dist0: (pos - (j0 + a) as i64) as f32,
+                    softcap: t.softcap,
+                };
+                let block_max = modify_and_max(s, srow.add(a), e - a, mods);
+                let m_old = *sc.m.add(r);
+                let m_new = if m_old.is_nan() || block_max.is_nan() { f32::NAN } else { m_old.max(block_max) };
+                let sum = exp_and_sum(s, srow.add(a), e - a, m_new);
+                for x in 0..a {
+                    *srow.add(x) = 0.0;
+                }
+                for x in e..kb {
+                    *srow.add(x) = 0.0;
+                }
+                let alpha = if m_old == m_new {
+                    1.0
+                } else if m_old == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    (m_old - m_new).exp()
+                };
+                *sc.l.add(r) = *sc.l.add(r) * alpha + sum;
+                *sc.m.add(r) = m_new;
+                if alpha != 1.0 {
+                    scale_row(s, sc.acc.add(r * dvp), dvp, alpha, false);
+                }
+            }
+
+            // acc += P · V over the kb keys of the block.
+            if direct_v {
+                gemm::<S, E, MR, NV>(s, sc.scores, KV_BLOCK, vblk, t.v_row_stride, sc.acc, dvp, rows, dvp, kb, true);
+            } else {
+                pack_v(s, vblk, t.v_row_stride, dv, dvp, kb, sc.vp);
+                gemm::<S, f32, MR, NV>(s, sc.scores, KV_BLOCK, sc.vp, dvp, sc.acc, dvp, rows, dvp, kb, true);
+            }
+            j0 += kb;
+        }
+
+        // Normalize and write the rows.
+        for r in 0..rows {
+            let (g, p) = (r % group, r / group);
+            let (m, sum) = (*sc.m.add(r), *sc.l.add(r));
+            let empty = m == f32::NEG_INFINITY;
+            let dst = t.out.add(g * t.out_head_stride + p * t.out_row_stride);
+            let src = sc.acc.add(r * dvp);
+            let f = s.splat(if empty { 0.0 } else { 1.0 / sum });
+            let mut x = 0;
+            while x + l <= dv {
+                s.store(dst.add(x), s.mul(s.load(src.add(x)), f));
+                x += l;
+            }
+            if x < dv {
+                s.store_tail(dst.add(x), dv - x, s.mul(s.load(src.add(x)), f));
+            }
+            if empty {
+                // 0 · NaN from a NaN accumulator must not leak into an
+                // empty row; the accumulator is exactly 0 there anyway.
+                for x in 0..dv {
+                    *dst.add(x) = 0.0;
+                }
+            }
+            if !t.lse.is_null() {
+                *t.lse.add(g * t.lse_head_stride + p * t.lse_row_stride) =
+                    if empty { f32::NEG_INFINITY } else { m + sum.ln() };
+            }
+        }
+    }
+}
+
+/// Expands to the per-instruction-set entry points of this family, one per
+/// K/V element type, with the GEMM register tile `MR × NV` vectors and
+/// `DK` keys per dot-product tile.
+macro_rules! attention_kernels {
+    ($token:ty, [$($feature:literal),*], $mr:literal, $nv:literal, $dk:literal, $f32:ident, $f16:ident, $bf16:ident) => {
+        /// Attention task with f32 K and V; see
+        /// [`attention_task`](crate::attention::attention_task).
+        ///
+        /// # Safety
+        ///
+        /// As for `attention_task` with f32 elements, and the CPU runs this
+        /// instruction set.
+        $(#[target_feature(enable = $feature)])*
+        pub unsafe fn $f32(task: &crate::attention::AttentionTask, scratch: *mut f32) {
+            // SAFETY: the caller guarantees the ISA and the task contract.
+            unsafe { crate::attention::attention_task::<_, f32, $mr, $nv, $dk>(<$token>::new_unchecked(), task, scratch) }
+        }
+
+        /// Attention task with f16 K and V; see
+        /// [`attention_task`](crate::attention::attention_task).
+        ///
+        /// # Safety
+        ///
+        /// As for `attention_task` with f16 elements, and the CPU runs this
+        /// instruction set.
+        $(#[target_feature(enable = $feature)])*
+        pub unsafe fn $f16(task: &crate::attention::AttentionTask, scratch: *mut f32) {
+            // SAFETY: the caller guarantees the ISA and the task contract.
+            unsafe {
+                crate::attention::attention_task::<_, crate::attention::F16Bits, $mr, $nv, $dk>(
+                    <$token>::new_unchecked(),
+                    task,
+                    scratch,
+                )
+            }
+        }
+
+        /// Attention task with bf16 K and V; see
+        /// [`attention_task`](crate::attention::attention_task).
+        ///
+        /// # Safety
+        ///
+        /// As for `attention_task` with bf16 elements, and the CPU runs this
+        /// instruction set.
+        $(#[target_feature(enable = $feature)])*
+        pub unsafe fn $bf16(task: &crate::attention::AttentionTask, scratch: *mut f32) {
+            // SAFETY: the caller guarantees the ISA and the task contract.
+            unsafe {
+                crate::attention::attention_task::<_, crate::attention::Bf16Bits, $mr, $nv, $dk>(
+                    <$token>::new_unchecked(),
+                    task,
+                    scratch,
+                )
+            }
+        }
+    };
+}
+use attention_kernels;
