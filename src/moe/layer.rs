@@ -6,7 +6,8 @@ use super::router::{grouped_rows, softmax_topk_rows, top1_capacity_rows, Router}
 use super::MoeKernels;
 use crate::dispatch::kernels;
 use crate::error::{Error, Result};
-use crate::gemm::sgemm_strided;
+use crate::dtype::Dtype;
+use crate::gemm::{gemm_strided, Operand};
 use crate::threads::{num_threads, parallel_for, SharedPtr};
 use crate::validate;
 use mlak_kernels::moe::SKINNY_MAX_TOKENS;
@@ -16,7 +17,7 @@ use mlak_kernels::moe::SKINNY_MAX_TOKENS;
 pub enum Weights<'a> {
     /// f32 weights.
     F32(&'a [f32]),
-    /// bf16 weights, widened to f32 panel by panel.
+    /// bf16 weights, read directly by the mixed-precision GEMM.
     Bf16(&'a [half::bf16]),
 }
 
@@ -63,18 +64,15 @@ pub struct MoeLayer<'a> {
     pub shared_ffn: Option<FfnWeights<'a>>,
 }
 
-/// Rows of a weight matrix widened from bf16 at a time, which bounds the
-/// scratch buffer to `PANEL_ELEMS` f32 values.
-const PANEL_ELEMS: usize = 1 << 16;
-
 fn mul(name: &str, a: usize, b: usize) -> Result<usize> {
     a.checked_mul(b).ok_or_else(|| Error::invalid(format!("{name}: {a} times {b} overflows")))
 }
 
 /// Computes `y[i, j] = Σ_p x[i, p] · w[offset + j·depth + p]` for `n` token
 /// rows (`x_stride` apart) and `rows` weight rows, into `y` rows
-/// `y_stride` apart. Token counts up to `SKINNY_MAX_TOKENS` take the
-/// skinny kernel, others the GEMM.
+/// `y_stride` apart. f32 weights with up to `SKINNY_MAX_TOKENS` tokens take
+/// the MoE skinny kernel; everything else goes to the GEMM, which reads
+/// bf16 weights directly and has its own skinny path for decode shapes.
 ///
 /// # Safety
 ///
@@ -93,43 +91,30 @@ unsafe fn project(
     depth: usize,
     y: *mut f32,
     y_stride: usize,
-    scratch: &mut Vec<f32>,
 ) -> Result<()> {
-    let panel_rows = match w {
-        Weights::F32(_) => rows,
-        Weights::Bf16(_) => (PANEL_ELEMS / depth.max(1)).max(1),
-    };
-    let mut r0 = 0;
-    while r0 < rows {
-        let rr = panel_rows.min(rows - r0);
-        let start = offset + r0 * depth;
-        let wp: *const f32 = match w {
-            Weights::F32(w) => w[start..start + rr * depth].as_ptr(),
-            Weights::Bf16(w) => {
-                // NOTE: the panel is widened to f32 for the f32 GEMM; a
-                // mixed-precision GEMM would read bf16 directly.
-                scratch.resize(rr * depth, 0.0);
-                for (dst, src) in scratch.iter_mut().zip(&w[start..start + rr * depth]) {
-                    // bf16 is the upper half of an f32, so widening is a
-                    // shift (NaN payloads included), which vectorizes.
-                    *dst = f32::from_bits(u32::from(src.to_bits()) << 16);
-                }
-                scratch.as_ptr()
-            }
-        };
-        // SAFETY: the panel holds rr rows of depth values; x and y address
-        // n rows as the caller guarantees, offset by r0 columns in y.
-        unsafe {
+    let (xs, ys) = (x_stride as isize, y_stride as isize);
+    let a = Operand { ptr: x.cast(), dtype: Dtype::F32, rs: xs, cs: 1 };
+    // Weight row j is column j of B, so B's row stride is 1 and its column
+    // stride is depth.
+    let b = match w {
+        Weights::F32(w) => {
+            let wp = w[offset..offset + rows * depth].as_ptr();
             if n <= SKINNY_MAX_TOKENS {
-                (k.skinny)(x, x_stride, n, wp, depth, rr, depth, y.add(r0), y_stride);
-            } else {
-                let (xs, ys) = (x_stride as isize, y_stride as isize);
-                sgemm_strided(n, rr, depth, 1.0, x, xs, 1, wp, 1, depth as isize, 0.0, y.add(r0), ys, 1)?;
+                // SAFETY: wp holds rows·depth values; x and y address n rows
+                // as the caller guarantees.
+                unsafe { (k.skinny)(x, x_stride, n, wp, depth, rows, depth, y, y_stride) };
+                return Ok(());
             }
+            Operand { ptr: wp.cast(), dtype: Dtype::F32, rs: 1, cs: depth as isize }
         }
-        r0 += rr;
-    }
-    Ok(())
+        Weights::Bf16(w) => {
+            let wp = w[offset..offset + rows * depth].as_ptr();
+            Operand { ptr: wp.cast(), dtype: Dtype::Bf16, rs: 1, cs: depth as isize }
+        }
+    };
+    // SAFETY: A is n×depth at x, B is depth×rows inside the checked weight
+    // slice, and C is n×rows at y, all as the caller guarantees.
+    unsafe { gemm_strided(n, rows, depth, 1.0, a, b, 0.0, y, ys, 1) }
 }
 
 /// Runs expert `e`'s SwiGLU FFN on `n` rows of `x` (`d` wide, contiguous)
@@ -153,15 +138,14 @@ unsafe fn expert_ffn(
     let f = ffn.width;
     let mut gate = vec![0.0f32; n * f];
     let mut up = vec![0.0f32; n * f];
-    let mut scratch = Vec::new();
     let in_off = e * f * d;
     // SAFETY: gate and up hold n rows of f; the caller covers x, y and the
     // weights of expert e.
     unsafe {
-        project(k, x, d, n, ffn.gate, in_off, f, d, gate.as_mut_ptr(), f, &mut scratch)?;
-        project(k, x, d, n, ffn.up, in_off, f, d, up.as_mut_ptr(), f, &mut scratch)?;
+        project(k, x, d, n, ffn.gate, in_off, f, d, gate.as_mut_ptr(), f)?;
+        project(k, x, d, n, ffn.up, in_off, f, d, up.as_mut_ptr(), f)?;
         (k.swiglu)(gate.as_ptr(), up.as_ptr(), gate.as_mut_ptr(), n * f);
-        project(k, gate.as_ptr(), f, n, ffn.down, e * d * f, d, f, y, y_stride, &mut scratch)
+        project(k, gate.as_ptr(), f, n, ffn.down, e * d * f, d, f, y, y_stride)
     }
 }
 
@@ -226,13 +210,12 @@ pub fn moe_layer(layer: &MoeLayer, x: &[f32], tokens: usize, out: &mut [f32]) ->
         return Ok(());
     }
 
-    let mut scratch = Vec::new();
     let mut logits = vec![0.0f32; tokens * experts];
     // SAFETY: x holds tokens rows of d, logits tokens rows of experts, and
     // router_weight experts rows of d (all validated).
     unsafe {
         let w = Weights::F32(layer.router_weight);
-        project(kern, x.as_ptr(), d, tokens, w, 0, experts, d, logits.as_mut_ptr(), experts, &mut scratch)?;
+        project(kern, x.as_ptr(), d, tokens, w, 0, experts, d, logits.as_mut_ptr(), experts)?;
     }
     let mut ids = vec![0i32; tokens * k];
     let mut weights = vec![0.0f32; tokens * k];
