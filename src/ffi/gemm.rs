@@ -409,7 +409,7 @@ pub unsafe extern "C" fn sgemm_(
         };
         let ta = trans("transa", transa, 1)?;
         let tb = trans("transb", transb, 2)?;
-        // SAFETY (each read): the caller passes NULL or a readable value.
+        // SAFETY: the caller passes NULL or a readable value.
         let (m, n, k) = unsafe { (by_ref("m", m, 3)?, by_ref("n", n, 4)?, by_ref("k", k, 5)?) };
         let pos = Positions { m: 3, n: 4, k: 5, a: 7, lda: 8, b: 9, ldb: 10, c: 12, ldc: 13 };
         // Reference BLAS checks the dimensions before the leading
@@ -417,7 +417,7 @@ pub unsafe extern "C" fn sgemm_(
         at(pos.m, dim("m", m))?;
         at(pos.n, dim("n", n))?;
         at(pos.k, dim("k", k))?;
-        // SAFETY (each read): as above.
+        // SAFETY: as above.
         let lda = unsafe { by_ref("lda", lda, 8)? };
         let ldb = unsafe { by_ref("ldb", ldb, 10)? };
         let ldc = unsafe { by_ref("ldc", ldc, 13)? };

@@ -245,7 +245,7 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
         }
         let f32_b = q.b.dtype == Dtype::F32;
         if unit(q.b.cs) && unit(q.cs_c) && q.b.rs >= 0 && q.rs_c >= 0 {
-            // SAFETY (each arm): forwarded contract.
+            // SAFETY: forwarded contract.
             unsafe {
                 match f32_b {
                     true => skinny_rows(table, &q, threads)?,
@@ -255,7 +255,7 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
             return Ok(Some(()));
         }
         if unit(q.b.rs) && q.b.cs >= 0 {
-            // SAFETY (each arm): forwarded contract.
+            // SAFETY: forwarded contract.
             unsafe {
                 match f32_b {
                     true => skinny_dots(table, &q, threads)?,
@@ -540,7 +540,7 @@ const WIDEN_CHUNK: usize = 1 << 18;
 /// `src` addresses `len` readable values of `dtype`.
 unsafe fn widen_run(src: *const u8, dtype: Dtype, len: usize, dst: &mut [f32]) {
     use half::slice::HalfFloatSliceExt;
-    // SAFETY (each arm): the caller guarantees `len` readable values; half
+    // SAFETY: the caller guarantees `len` readable values; half
     // types have the alignment of u16, which the C and safe entry points
     // check.
     unsafe {
