@@ -384,7 +384,9 @@ unsafe fn packed(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()>
     });
     let mut buffers = Vec::with_capacity(parts);
     for _ in 0..parts {
-        buffers.push((workspace(mc * kc)?, workspace(kc * nc)?));
+        // 16 spare floats let each buffer start on a 64-byte boundary, so
+        // the kernels' 64-byte panel loads never split a cache line.
+        buffers.push((workspace(mc * kc + 16)?, workspace(kc * nc + 16)?));
     }
     let buffers: Vec<_> = buffers.into_iter().map(std::sync::Mutex::new).collect();
 
@@ -394,6 +396,8 @@ unsafe fn packed(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()>
             let hi = ((part + 1) * per_worker * unit).min(len);
             let mut guard = buffers[part].lock().unwrap_or_else(|e| e.into_inner());
             let (abuf, bbuf) = &mut *guard;
+            let (a_skip, b_skip) = (abuf.as_ptr().align_offset(64).min(16), bbuf.as_ptr().align_offset(64).min(16));
+            let (abuf, bbuf) = (&mut abuf[a_skip..], &mut bbuf[b_skip..]);
             // SAFETY: the part covers rows (or columns) lo .. hi of C and
             // the matching rows of A (or columns of B); parts are disjoint.
             unsafe {
