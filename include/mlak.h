@@ -507,12 +507,11 @@ mlak_status mlak_alpha_entmax_backward_f32(const float *p,
                                            float *d_alpha);
 
 // Returns the outcome of the most recent `cblas_sgemm` or `sgemm_` call on
-// this thread: 0 when it succeeded (or before any call), the 1-based
-// position of the first invalid argument when it was rejected (the BLAS
-// INFO value that reference BLAS passes to XERBLA), or -1 when it failed
-// for another reason, such as a workspace allocation or an `MLAK_ISA`
-// naming a level this CPU lacks. `mlak_last_error` describes every
-// failure. A rejected call returns without writing C, printing or
+// this thread. It is 0 when the call succeeded (or before any call). A
+// rejected call gives the 1-based position of its first invalid argument,
+// the INFO value that reference BLAS passes to XERBLA. Any other failure,
+// such as a workspace allocation or an `MLAK_ISA` naming a level this CPU
+// lacks, gives -1. `mlak_last_error` describes every failure. A rejected call returns without writing C, printing or
 // aborting.
 int mlak_blas_last_error_parameter(void);
 
@@ -525,10 +524,9 @@ int mlak_blas_last_error_parameter(void);
 // B then does not propagate); m = 0 or n = 0 returns success touching
 // nothing. Otherwise NaN and infinities propagate as IEEE arithmetic does.
 //
-// Rules: distinct elements of C must have distinct addresses (one C stride
-// at least 1 and the other at least the span of the first one's
-// dimension), and the byte range C spans must not overlap the ranges of A
-// or B. Pointers may be NULL when their matrix is empty.
+// Rules: distinct elements of C must have distinct addresses, so one C
+// stride is at least 1 and the other at least the span of the first one's
+// dimension. The byte range C spans must not overlap the ranges of A or B. Pointers may be NULL when their matrix is empty.
 mlak_status mlak_sgemm(int64_t m,
                        int64_t n,
                        int64_t k,
@@ -580,7 +578,7 @@ mlak_status mlak_gemm_mixed(int64_t m,
 // this signature (1 order, 2 trans_a, 3 trans_b, 4 m, 5 n, 6 k, 9 lda,
 // 11 ldb, 14 ldc), checked in that order. Beyond reference CBLAS, a NULL
 // or misaligned A, B or C with a non-empty extent gives 8, 10 or 13, and
-// C overlapping A or B gives 13. `mlak_last_error` holds the message.
+// C overlapping A or B gives 13. `mlak_last_error` returns the message.
 //
 // Semantics as for `mlak_sgemm`: beta = 0 never reads C, alpha = 0 or
 // k = 0 gives beta·C, m = 0 or n = 0 returns at once.
@@ -603,10 +601,11 @@ void cblas_sgemm(int order,
 // reference): `C = alpha·op(A)·op(B) + beta·C` with `transa` and `transb`
 // each 'N', 'T' or 'C' (either case; 'C' is 'T' for real data).
 //
-// Invalid arguments are reported as reference BLAS numbers them in INFO,
-// without calling XERBLA, aborting or printing: the call returns without
-// touching C and `mlak_blas_last_error_parameter()` returns 1 transa,
-// 2 transb, 3 m, 4 n, 5 k, 8 lda, 10 ldb or 13 ldc, checked in that order.
+// Invalid arguments are numbered as reference BLAS numbers them in INFO,
+// but without calling XERBLA, aborting or printing. The call returns
+// without touching C, and `mlak_blas_last_error_parameter()` returns
+// 1 transa, 2 transb, 3 m, 4 n, 5 k, 8 lda, 10 ldb or 13 ldc, checked in
+// that order.
 // Beyond reference BLAS, a NULL argument pointer gives its own position
 // (6 alpha, 7 a, 9 b, 11 beta, 12 c, the others as above), a NULL or
 // misaligned A, B or C with a non-empty extent gives 7, 9 or 12, and C

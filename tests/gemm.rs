@@ -10,7 +10,7 @@
 //! plus 1e-30 for entries whose exact value is 0. A wrong or missing term
 //! moves an entry by about |a||b|, far outside this bound once the data is
 //! random. Mixed-precision inputs are widened to f32 exactly, so the same
-//! bound holds against the reference on the widened values; a second check
+//! bound holds against the reference on the widened values. A second check
 //! against the unrounded f32 data adds the input rounding (see
 //! `mixed_tolerance`).
 
@@ -100,7 +100,7 @@ fn check(
     }
 }
 
-/// One call of the layout/transpose API: builds op(A), op(B) and C with
+/// Runs one call of the layout/transpose API: builds op(A), op(B) and C with
 /// leading dimensions padded by `pad`, runs `mlak::sgemm` and checks C.
 #[allow(clippy::too_many_arguments)]
 fn run_blas_case(
@@ -150,8 +150,8 @@ fn run_blas_case(
             }
         }
         let zeros = Strided { data: vec![0.0; c.data.len()], ..c0.clone() };
-        // NaN gaps compare by bits, so the check below sees C through a
-        // copy whose matrix elements start at 0.
+        // NaN gaps compare by bits, so the check below reads C through a
+        // copy whose NaN gaps are replaced by the zeros of its baseline.
         let mut c_check = c.clone();
         for (idx, x) in c_check.data.iter_mut().enumerate() {
             if x.is_nan() {

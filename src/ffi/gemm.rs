@@ -26,12 +26,11 @@ thread_local! {
 }
 
 /// Returns the outcome of the most recent `cblas_sgemm` or `sgemm_` call on
-/// this thread: 0 when it succeeded (or before any call), the 1-based
-/// position of the first invalid argument when it was rejected (the BLAS
-/// INFO value that reference BLAS passes to XERBLA), or -1 when it failed
-/// for another reason, such as a workspace allocation or an `MLAK_ISA`
-/// naming a level this CPU lacks. `mlak_last_error` describes every
-/// failure. A rejected call returns without writing C, printing or
+/// this thread. It is 0 when the call succeeded (or before any call). A
+/// rejected call gives the 1-based position of its first invalid argument,
+/// the INFO value that reference BLAS passes to XERBLA. Any other failure,
+/// such as a workspace allocation or an `MLAK_ISA` naming a level this CPU
+/// lacks, gives -1. `mlak_last_error` describes every failure. A rejected call returns without writing C, printing or
 /// aborting.
 #[no_mangle]
 pub extern "C" fn mlak_blas_last_error_parameter() -> c_int {
@@ -104,10 +103,9 @@ fn run_checked(
 /// B then does not propagate); m = 0 or n = 0 returns success touching
 /// nothing. Otherwise NaN and infinities propagate as IEEE arithmetic does.
 ///
-/// Rules: distinct elements of C must have distinct addresses (one C stride
-/// at least 1 and the other at least the span of the first one's
-/// dimension), and the byte range C spans must not overlap the ranges of A
-/// or B. Pointers may be NULL when their matrix is empty.
+/// Rules: distinct elements of C must have distinct addresses, so one C
+/// stride is at least 1 and the other at least the span of the first one's
+/// dimension. The byte range C spans must not overlap the ranges of A or B. Pointers may be NULL when their matrix is empty.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn mlak_sgemm(
@@ -299,7 +297,7 @@ fn blas_sgemm(
 /// this signature (1 order, 2 trans_a, 3 trans_b, 4 m, 5 n, 6 k, 9 lda,
 /// 11 ldb, 14 ldc), checked in that order. Beyond reference CBLAS, a NULL
 /// or misaligned A, B or C with a non-empty extent gives 8, 10 or 13, and
-/// C overlapping A or B gives 13. `mlak_last_error` holds the message.
+/// C overlapping A or B gives 13. `mlak_last_error` returns the message.
 ///
 /// Semantics as for `mlak_sgemm`: beta = 0 never reads C, alpha = 0 or
 /// k = 0 gives beta·C, m = 0 or n = 0 returns at once.
@@ -364,10 +362,11 @@ unsafe fn by_ref<T: Copy>(name: &str, p: *const T, position: c_int) -> BlasResul
 /// reference): `C = alpha·op(A)·op(B) + beta·C` with `transa` and `transb`
 /// each 'N', 'T' or 'C' (either case; 'C' is 'T' for real data).
 ///
-/// Invalid arguments are reported as reference BLAS numbers them in INFO,
-/// without calling XERBLA, aborting or printing: the call returns without
-/// touching C and `mlak_blas_last_error_parameter()` returns 1 transa,
-/// 2 transb, 3 m, 4 n, 5 k, 8 lda, 10 ldb or 13 ldc, checked in that order.
+/// Invalid arguments are numbered as reference BLAS numbers them in INFO,
+/// but without calling XERBLA, aborting or printing. The call returns
+/// without touching C, and `mlak_blas_last_error_parameter()` returns
+/// 1 transa, 2 transb, 3 m, 4 n, 5 k, 8 lda, 10 ldb or 13 ldc, checked in
+/// that order.
 /// Beyond reference BLAS, a NULL argument pointer gives its own position
 /// (6 alpha, 7 a, 9 b, 11 beta, 12 c, the others as above), a NULL or
 /// misaligned A, B or C with a non-empty extent gives 7, 9 or 12, and C
@@ -410,7 +409,7 @@ pub unsafe extern "C" fn sgemm_(
         };
         let ta = trans("transa", transa, 1)?;
         let tb = trans("transb", transb, 2)?;
-        // SAFETY (each read): the caller passes NULL or a readable value.
+        // SAFETY: the caller passes NULL or a readable value.
         let (m, n, k) = unsafe { (by_ref("m", m, 3)?, by_ref("n", n, 4)?, by_ref("k", k, 5)?) };
         let pos = Positions { m: 3, n: 4, k: 5, a: 7, lda: 8, b: 9, ldb: 10, c: 12, ldc: 13 };
         // Reference BLAS checks the dimensions before the leading
@@ -418,7 +417,7 @@ pub unsafe extern "C" fn sgemm_(
         at(pos.m, dim("m", m))?;
         at(pos.n, dim("n", n))?;
         at(pos.k, dim("k", k))?;
-        // SAFETY (each read): as above.
+        // SAFETY: as above.
         let lda = unsafe { by_ref("lda", lda, 8)? };
         let ldb = unsafe { by_ref("ldb", ldb, 10)? };
         let ldc = unsafe { by_ref("ldc", ldc, 13)? };

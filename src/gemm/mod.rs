@@ -245,7 +245,7 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
         }
         let f32_b = q.b.dtype == Dtype::F32;
         if unit(q.b.cs) && unit(q.cs_c) && q.b.rs >= 0 && q.rs_c >= 0 {
-            // SAFETY (each arm): forwarded contract.
+            // SAFETY: forwarded contract.
             unsafe {
                 match f32_b {
                     true => skinny_rows(table, &q, threads)?,
@@ -255,7 +255,7 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
             return Ok(Some(()));
         }
         if unit(q.b.rs) && q.b.cs >= 0 {
-            // SAFETY (each arm): forwarded contract.
+            // SAFETY: forwarded contract.
             unsafe {
                 match f32_b {
                     true => skinny_dots(table, &q, threads)?,
@@ -384,7 +384,9 @@ unsafe fn packed(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()>
     });
     let mut buffers = Vec::with_capacity(parts);
     for _ in 0..parts {
-        buffers.push((workspace(mc * kc)?, workspace(kc * nc)?));
+        // 16 spare floats let each buffer start on a 64-byte boundary, so
+        // the kernels' 64-byte panel loads never split a cache line.
+        buffers.push((workspace(mc * kc + 16)?, workspace(kc * nc + 16)?));
     }
     let buffers: Vec<_> = buffers.into_iter().map(std::sync::Mutex::new).collect();
 
@@ -394,6 +396,8 @@ unsafe fn packed(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()>
             let hi = ((part + 1) * per_worker * unit).min(len);
             let mut guard = buffers[part].lock().unwrap_or_else(|e| e.into_inner());
             let (abuf, bbuf) = &mut *guard;
+            let (a_skip, b_skip) = (abuf.as_ptr().align_offset(64).min(16), bbuf.as_ptr().align_offset(64).min(16));
+            let (abuf, bbuf) = (&mut abuf[a_skip..], &mut bbuf[b_skip..]);
             // SAFETY: the part covers rows (or columns) lo .. hi of C and
             // the matching rows of A (or columns of B); parts are disjoint.
             unsafe {
@@ -540,7 +544,7 @@ const WIDEN_CHUNK: usize = 1 << 18;
 /// `src` addresses `len` readable values of `dtype`.
 unsafe fn widen_run(src: *const u8, dtype: Dtype, len: usize, dst: &mut [f32]) {
     use half::slice::HalfFloatSliceExt;
-    // SAFETY (each arm): the caller guarantees `len` readable values; half
+    // SAFETY: the caller guarantees `len` readable values; half
     // types have the alignment of u16, which the C and safe entry points
     // check.
     unsafe {

@@ -24,7 +24,8 @@ unsafe impl Send for Operand {}
 unsafe impl Sync for Operand {}
 
 impl Operand {
-    /// The transposed view: element (i, j) of the result is (j, i) of self.
+    /// Returns the transposed view: element (i, j) of the result is (j, i)
+    /// of self.
     pub fn t(self) -> Operand {
         Operand { rs: self.cs, cs: self.rs, ..self }
     }

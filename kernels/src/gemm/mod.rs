@@ -76,7 +76,7 @@ pub unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(
     // the 16-register AVX2 tile otherwise saturates.
     let mut p = 0;
     while p + 4 <= kc {
-        // SAFETY (each step): p + 3 < kc, inside both panels.
+        // SAFETY: p + 3 < kc, inside both panels.
         unsafe {
             tile_step::<S, MR, NV>(s, &mut acc, a.add(p * MR), b.add(p * nr));
             tile_step::<S, MR, NV>(s, &mut acc, a.add((p + 1) * MR), b.add((p + 1) * nr));
@@ -228,7 +228,7 @@ pub unsafe fn skinny_rows<S: SimdF32>(
             let mut jv = 0;
             while jv < jw {
                 let nl = (jw - jv).min(l);
-                // SAFETY (whole block): B rows p .. p + pb and C rows 0 .. m
+                // SAFETY: B rows p .. p + pb and C rows 0 .. m
                 // are read at columns j0 + jv .. + nl <= n only, and A at
                 // a[(p + q) · m + i] with p + q < k, i < m.
                 unsafe {
@@ -244,12 +244,12 @@ pub unsafe fn skinny_rows<S: SimdF32>(
                         // Two partial sums halve the dependent FMA chain.
                         let mut even = load_part(s, ci, nl);
                         let mut odd = zero;
-                        for q in 0..pb {
+                        for (q, &bq) in bv.iter().enumerate().take(pb) {
                             let aq = s.splat(*ap.add(q * m));
                             if q % 2 == 0 {
-                                even = s.fma(aq, bv[q], even);
+                                even = s.fma(aq, bq, even);
                             } else {
-                                odd = s.fma(aq, bv[q], odd);
+                                odd = s.fma(aq, bq, odd);
                             }
                         }
                         let out = s.add(even, odd);
@@ -343,7 +343,7 @@ pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
             }
             let mut acc = [[zero; CJ]; R];
             let mut p = 0;
-            // SAFETY (whole block): every load reads k-range p .. p + l
+            // SAFETY: every load reads k-range p .. p + l
             // (p + l <= k) or the tail p .. k of a valid row of A or column
             // of B.
             unsafe {
