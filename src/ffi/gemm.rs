@@ -417,11 +417,17 @@ pub unsafe extern "C" fn sgemm_(
         at(pos.m, dim("m", m))?;
         at(pos.n, dim("n", n))?;
         at(pos.k, dim("k", k))?;
-        // SAFETY: as above.
+        // A Fortran caller passes every scalar argument by reference, and
+        // `by_ref` rejects NULL before reading.
+        // SAFETY: as stated above.
         let lda = unsafe { by_ref("lda", lda, 8)? };
+        // SAFETY: as stated above.
         let ldb = unsafe { by_ref("ldb", ldb, 10)? };
+        // SAFETY: as stated above.
         let ldc = unsafe { by_ref("ldc", ldc, 13)? };
+        // SAFETY: as stated above.
         let alpha = unsafe { by_ref("alpha", alpha, 6)? };
+        // SAFETY: as stated above.
         let beta = unsafe { by_ref("beta", beta, 11)? };
         blas_sgemm(&pos, Layout::ColMajor, ta, tb, (m, n, k), alpha, a, lda, b, ldb, beta, c, ldc)
     })

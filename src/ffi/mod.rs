@@ -1,6 +1,12 @@
 //! The C ABI. Every export catches panics, validates its arguments before
 //! writing anything, and reports failures as a [`Status`] plus a
 //! thread-local message read with `mlak_last_error`.
+//!
+//! The exports are safe `extern "C"` functions that take raw pointers: a C
+//! caller cannot be made to write `unsafe`, so each export checks NULL,
+//! alignment and extents before dereferencing, and documents the rest of
+//! its pointer contract in the header.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod attention;
 mod core;

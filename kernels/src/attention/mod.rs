@@ -791,7 +791,7 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
     let group = t.group;
     let q_mult = if t.softcap > 0.0 { t.scale / t.softcap } else { t.scale };
 
-    // SAFETY (whole body): scratch offsets stay within scratch_len. Input
+    // SAFETY: scratch offsets stay within scratch_len. Input
     // reads stay within the rows, keys and dims of the task, which the
     // caller's contract covers.
     unsafe {

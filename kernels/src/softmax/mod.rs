@@ -57,7 +57,7 @@ pub(crate) unsafe fn max_and_nan<S: SimdF32>(s: S, x: *const f32, n: usize) -> (
     let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
     let mut nan = s.mask_none();
     let mut i = 0;
-    // SAFETY (whole block): every load covers x[i .. i + l] with i + l <= n,
+    // SAFETY: every load covers x[i .. i + l] with i + l <= n,
     // or the tail x[i .. n], all inside the row the caller provides.
     unsafe {
         while i + 4 * l <= n {
