@@ -11,5 +11,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod activation;
+pub mod norm;
+pub mod rope;
 pub mod simd;
 pub mod softmax;

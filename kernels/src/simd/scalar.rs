@@ -63,6 +63,18 @@ unsafe impl SimdF32 for Scalar {
         a * b
     }
     #[inline(always)]
+    fn div(self, a: f32, b: f32) -> f32 {
+        a / b
+    }
+    #[inline(always)]
+    fn abs(self, a: f32) -> f32 {
+        a.abs()
+    }
+    #[inline(always)]
+    fn swap_pairs(self, a: f32) -> f32 {
+        a
+    }
+    #[inline(always)]
     fn fma(self, a: f32, b: f32, c: f32) -> f32 {
         // `mul_add` is a libm call without hardware FMA, but it is the only
         // way to keep the rounding identical to the vector paths.
