@@ -2,24 +2,26 @@
 //! family contributes one sub-table, defined next to its driver.
 
 use crate::dispatch::Isa;
+use crate::glue::GlueKernels;
 use crate::softmax::SoftmaxKernels;
 
 /// Function pointers for every kernel at one dispatch level.
 pub(crate) struct Kernels {
     pub isa: Isa,
     pub softmax: SoftmaxKernels,
+    pub glue: GlueKernels,
 }
 
-static SCALAR: Kernels = Kernels { isa: Isa::Scalar, softmax: SoftmaxKernels::SCALAR };
+static SCALAR: Kernels = Kernels { isa: Isa::Scalar, softmax: SoftmaxKernels::SCALAR, glue: GlueKernels::SCALAR };
 
 #[cfg(target_arch = "x86_64")]
-static AVX2: Kernels = Kernels { isa: Isa::Avx2, softmax: SoftmaxKernels::AVX2 };
+static AVX2: Kernels = Kernels { isa: Isa::Avx2, softmax: SoftmaxKernels::AVX2, glue: GlueKernels::AVX2 };
 
 #[cfg(target_arch = "x86_64")]
-static AVX512: Kernels = Kernels { isa: Isa::Avx512, softmax: SoftmaxKernels::AVX512 };
+static AVX512: Kernels = Kernels { isa: Isa::Avx512, softmax: SoftmaxKernels::AVX512, glue: GlueKernels::AVX512 };
 
 #[cfg(target_arch = "aarch64")]
-static NEON: Kernels = Kernels { isa: Isa::Neon, softmax: SoftmaxKernels::NEON };
+static NEON: Kernels = Kernels { isa: Isa::Neon, softmax: SoftmaxKernels::NEON, glue: GlueKernels::NEON };
 
 /// Returns the table for `isa`. Callers check `isa_supported` first; a level
 /// that this build does not contain maps to the scalar table.

@@ -15,6 +15,7 @@ mod error;
 #[allow(dead_code)]
 mod gemm;
 pub mod ffi;
+mod glue;
 mod kernels_table;
 pub mod reference;
 mod softmax;
@@ -26,6 +27,9 @@ pub use dispatch::{
 };
 pub use dtype::Dtype;
 pub use error::{Error, Result, Status};
+pub use glue::activation::{activate, activate_in_place, bias_add_in_place, erf, swiglu, tanh, Activation};
+pub use glue::norm::{add_layernorm, add_rmsnorm, layernorm, rmsnorm, NormParams};
+pub use glue::rope::{rope, rope_in_place, RopeLayout, RopeParams};
 pub use softmax::{
     confidence, early_exit, exp, log_softmax, softmax, softmax_in_place, Confidence, ExitThresholds,
 };
