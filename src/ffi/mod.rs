@@ -3,9 +3,11 @@
 //! thread-local message read with `mlak_last_error`.
 
 mod core;
+mod glue;
 mod softmax;
 
 pub use self::core::*;
+pub use self::glue::*;
 pub use self::softmax::*;
 
 use crate::error::{set_last_error, Result, Status};

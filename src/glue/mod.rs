@@ -103,6 +103,18 @@ impl GlueKernels {
     };
 }
 
+impl crate::kernels_table::Kernels {
+    /// The vector erf row kernel, for the flat C export.
+    pub(crate) fn glue_erf(&self) -> UnaryFn {
+        self.glue.erf
+    }
+
+    /// The vector tanh row kernel, for the flat C export.
+    pub(crate) fn glue_tanh(&self) -> UnaryFn {
+        self.glue.tanh
+    }
+}
+
 /// Rows below this many elements in total run on one thread: spawning a
 /// thread costs about as much as a pass over 64K elements.
 const MIN_ELEMS_PER_THREAD: usize = 1 << 16;
