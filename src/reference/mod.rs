@@ -4,4 +4,5 @@
 //! over speed, allocate freely, and back the property tests of every
 //! instruction set.
 
+pub mod glue;
 pub mod softmax;
