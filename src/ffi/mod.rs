@@ -59,3 +59,31 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<()>) -> Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use std::ffi::CStr;
+
+    fn last_error() -> String {
+        // SAFETY: the pointer is valid until the next mlak call on this thread.
+        unsafe { CStr::from_ptr(crate::error::last_error_ptr()) }.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn guard_turns_panic_into_internal_status() {
+        let status = guard(|| panic!("index 7 out of range"));
+        assert_eq!(status, Status::Internal);
+        assert!(last_error().contains("index 7 out of range"), "message: {}", last_error());
+        // The thread stays usable and the next export reports normally.
+        assert_eq!(guard(|| Ok(())), Status::Ok);
+    }
+
+    #[test]
+    fn guard_reports_error_message() {
+        let status = guard(|| Err(Error::invalid("n = -1 is negative; dimensions must be >= 0")));
+        assert_eq!(status, Status::InvalidArgument);
+        assert_eq!(last_error(), "n = -1 is negative; dimensions must be >= 0");
+    }
+}

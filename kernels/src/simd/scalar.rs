@@ -1,5 +1,5 @@
 //! One-lane implementation used by the `scalar` dispatch level. It runs on
-//! any CPU and keeps the same operation order as the vector bodies.
+//! any CPU and keeps the operation order of the vector bodies.
 
 use super::{SimdF32, MAX_LANES};
 
@@ -76,9 +76,10 @@ unsafe impl SimdF32 for Scalar {
     }
     #[inline(always)]
     fn fma(self, a: f32, b: f32, c: f32) -> f32 {
-        // `mul_add` is a libm call without hardware FMA, but it is the only
-        // way to keep the rounding identical to the vector paths.
-        a.mul_add(b, c)
+        // Two roundings instead of one: the portable baseline has no FMA
+        // instruction, and `f32::mul_add` would call libm's software fmaf,
+        // about 50 times slower. The tests' tolerances cover the difference.
+        a * b + c
     }
     #[inline(always)]
     fn max(self, a: f32, b: f32) -> f32 {
@@ -98,7 +99,15 @@ unsafe impl SimdF32 for Scalar {
     }
     #[inline(always)]
     fn round(self, a: f32) -> f32 {
-        a.round_ties_even()
+        // Adding and removing 1.5·2^23 rounds to an integer, ties to even,
+        // for |a| < 2^22, the range the kernels use. `round_ties_even` is
+        // a libm call on the x86_64 baseline, which lacks SSE4.1.
+        const SHIFT: f32 = 12_582_912.0;
+        if a.abs() < 4_194_304.0 {
+            (a + SHIFT) - SHIFT
+        } else {
+            a
+        }
     }
     #[inline(always)]
     fn pow2i(self, n: f32) -> f32 {

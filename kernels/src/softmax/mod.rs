@@ -14,7 +14,7 @@
 //! - the row maximum is subtracted before exponentiation, so finite
 //!   magnitudes up to f32::MAX never overflow.
 
-use crate::simd::{exp, SimdF32, MAX_LANES};
+use crate::simd::{exp, exp_nonpositive, SimdF32, MAX_LANES};
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
@@ -140,6 +140,10 @@ pub unsafe fn softmax_row<S: SimdF32, const LOG: bool>(
             let empty = if LOG { f32::NEG_INFINITY } else { 0.0 };
             return fill(s, y, n, empty);
         }
+        if m == f32::INFINITY {
+            return fill(s, y, n, f32::NAN);
+        }
+        // From here x − m <= 0 and no entry is NaN, as exp_nonpositive needs.
 
         let vm = s.splat(m);
         let vt = s.splat(inv_t);
@@ -147,10 +151,10 @@ pub unsafe fn softmax_row<S: SimdF32, const LOG: bool>(
         let (mut s0, mut s1, mut s2, mut s3) = (zero, zero, zero, zero);
         let mut i = 0;
         while i + 4 * l <= n {
-            let e0 = exp(s, s.mul(s.sub(s.load(x.add(i)), vm), vt));
-            let e1 = exp(s, s.mul(s.sub(s.load(x.add(i + l)), vm), vt));
-            let e2 = exp(s, s.mul(s.sub(s.load(x.add(i + 2 * l)), vm), vt));
-            let e3 = exp(s, s.mul(s.sub(s.load(x.add(i + 3 * l)), vm), vt));
+            let e0 = exp_nonpositive(s, s.mul(s.sub(s.load(x.add(i)), vm), vt));
+            let e1 = exp_nonpositive(s, s.mul(s.sub(s.load(x.add(i + l)), vm), vt));
+            let e2 = exp_nonpositive(s, s.mul(s.sub(s.load(x.add(i + 2 * l)), vm), vt));
+            let e3 = exp_nonpositive(s, s.mul(s.sub(s.load(x.add(i + 3 * l)), vm), vt));
             if !LOG {
                 s.store(y.add(i), e0);
                 s.store(y.add(i + l), e1);
@@ -164,7 +168,7 @@ pub unsafe fn softmax_row<S: SimdF32, const LOG: bool>(
             i += 4 * l;
         }
         while i + l <= n {
-            let e = exp(s, s.mul(s.sub(s.load(x.add(i)), vm), vt));
+            let e = exp_nonpositive(s, s.mul(s.sub(s.load(x.add(i)), vm), vt));
             if !LOG {
                 s.store(y.add(i), e);
             }
@@ -174,7 +178,7 @@ pub unsafe fn softmax_row<S: SimdF32, const LOG: bool>(
         if i < n {
             // Filling with -inf makes the padding lanes contribute exp(-inf) = 0.
             let v = s.load_tail(x.add(i), n - i, f32::NEG_INFINITY);
-            let e = exp(s, s.mul(s.sub(v, vm), vt));
+            let e = exp_nonpositive(s, s.mul(s.sub(v, vm), vt));
             if !LOG {
                 s.store_tail(y.add(i), n - i, e);
             }
@@ -333,6 +337,10 @@ pub unsafe fn confidence_row<S: SimdF32>(s: S, x: *const f32, n: usize, inv_t: f
         return Confidence::default();
     }
     let infinite = st.top1.is_infinite() || st.min.is_infinite();
+    if st.top1 == f32::INFINITY {
+        let logit_variance = if st.min == f32::INFINITY { 0.0 } else { f32::INFINITY };
+        return Confidence { logit_variance, ..Confidence::NAN };
+    }
     let half_range = st.top1 * 0.5 - st.min * 0.5;
     let h = if half_range > 0.0 && half_range.is_finite() { half_range } else { 1.0 };
     let mean = st.sum / n as f32;
@@ -354,8 +362,9 @@ pub unsafe fn confidence_row<S: SimdF32>(s: S, x: *const f32, n: usize, inv_t: f
                 let p = x.add(i);
                 (s.load_tail(p, n - i, f32::NEG_INFINITY), s.load_tail(p, n - i, mean))
             };
+            // d <= 0 and no NaN: NaN and +inf rows returned above.
             let d = s.sub(v, vm);
-            let e = exp(s, s.mul(d, vt));
+            let e = exp_nonpositive(s, s.mul(d, vt));
             s0 = s.add(s0, e);
             // e·d is 0·(−inf) = NaN for a -inf logit; its true contribution is 0.
             s1 = s.add(s1, s.select(s.gt(e, zero), s.mul(e, d), zero));
@@ -371,7 +380,8 @@ pub unsafe fn confidence_row<S: SimdF32>(s: S, x: *const f32, n: usize, inv_t: f
     let u2 = s.reduce_add(u2);
     let nf = n as f32;
 
-    let entropy = (s0.ln() - inv_t * s1 / s0).max(0.0);
+    // Rounding can push a near-zero entropy below 0; the clamp keeps NaN.
+    let entropy = clamp_nonnegative(s0.ln() - inv_t * s1 / s0);
     let max_prob = 1.0 / s0;
     let margin = (1.0 - ((st.top2 - st.top1) * inv_t).exp()) / s0;
     let logit_variance = if infinite {
@@ -381,10 +391,21 @@ pub unsafe fn confidence_row<S: SimdF32>(s: S, x: *const f32, n: usize, inv_t: f
             f32::INFINITY
         }
     } else {
-        let q = ((u2 - u1 * u1 / nf) / nf).max(0.0);
+        let q = clamp_nonnegative((u2 - u1 * u1 / nf) / nf);
         q * h * h
     };
     Confidence { entropy, max_prob, margin, logit_variance }
+}
+
+/// Returns `v` raised to 0 when negative, and NaN when NaN (unlike
+/// `f32::max`).
+#[inline(always)]
+fn clamp_nonnegative(v: f32) -> f32 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
+    }
 }
 
 /// Computes `y[i] = exp(x[i])` with the vector [`exp`], for testing and for
