@@ -315,7 +315,7 @@ mlak_status mlak_bias_add_f32(const float *x,
                               int64_t n);
 
 // Computes `y[i] = erf(x[i])` for `n` floats with the vector erf that the
-// GELU kernels use: absolute error at most 1.3e-7 for every finite x.
+// GELU kernels use: absolute error at most 1.5e-7 for every finite x.
 // ±inf gives ±1, NaN gives NaN. `y` may be `x`, but must not otherwise
 // overlap it.
 mlak_status mlak_erf_f32(const float *x, float *y, int64_t n);

@@ -176,7 +176,7 @@ def _flat(fn, x, out):
 
 def erf(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Returns ``erf(x)`` element-wise with the kernels' vector erf
-    (absolute error at most 1.3e-7). ``x`` must be C-contiguous."""
+    (absolute error at most 1.5e-7). ``x`` must be C-contiguous."""
     return _flat(_erf, x, out)
 
 

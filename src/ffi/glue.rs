@@ -341,7 +341,7 @@ pub extern "C" fn mlak_bias_add_f32(
 }
 
 /// Computes `y[i] = erf(x[i])` for `n` floats with the vector erf that the
-/// GELU kernels use: absolute error at most 1.3e-7 for every finite x.
+/// GELU kernels use: absolute error at most 1.5e-7 for every finite x.
 /// ±inf gives ±1, NaN gives NaN. `y` may be `x`, but must not otherwise
 /// overlap it.
 #[no_mangle]
