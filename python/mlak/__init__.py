@@ -25,6 +25,7 @@ from ._lib import (
     check,
     lib,
 )
+from .gemm import sgemm
 from .glue import bias_add, erf, gelu, gelu_tanh, layernorm, rmsnorm, rope, silu, swiglu, tanh
 from .softmax import confidence, early_exit, log_softmax, softmax
 
@@ -100,5 +101,5 @@ __all__ = [
     "MlakNullPointerError", "MlakUnsupportedIsaError", "best_isa", "bias_add", "confidence",
     "cpu_features", "early_exit", "erf", "gelu", "gelu_tanh", "isa", "isa_supported",
     "last_dispatched_isa", "layernorm", "log_softmax", "num_threads", "rmsnorm", "rope",
-    "set_isa", "set_num_threads", "silu", "softmax", "swiglu", "tanh", "version",
+    "set_isa", "set_num_threads", "sgemm", "silu", "softmax", "swiglu", "tanh", "version",
 ]
