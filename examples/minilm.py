@@ -5,7 +5,7 @@ Every floating-point step of the encoder runs in mlak: the projections on
 lengths, LayerNorm with the residual add fused, erf GELU, bias adds, mean
 pooling (a GEMM against a row of 1/length) and the final L2 normalization
 (RMSNorm with gamma = 1/sqrt(384)). numpy only gathers embedding rows and
-holds buffers.
+allocates buffers.
 
 Usage (after ``cargo build --release`` and
 ``pip install -r examples/requirements.txt``)::
@@ -107,7 +107,7 @@ def attention(qkv: np.ndarray, lengths: np.ndarray, tokens: int, out: np.ndarray
     sentence's length are masked out, and padded query rows are left as
     they are."""
     scale = 1.0 / np.sqrt(HEAD_DIM)
-    # NOTE: the fused attention kernel is not used yet; this path runs the
+    # NOTE: the fused attention kernel is not used yet. This path runs the
     # same math on mlak's GEMM and softmax, one (sentence, head) at a time.
     scores = np.empty((tokens, tokens), np.float32)
     for b, n in enumerate(int(v) for v in lengths):

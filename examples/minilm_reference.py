@@ -26,7 +26,7 @@ HEADS = 12
 HEAD_DIM = HIDDEN // HEADS
 FFN = 1536
 LN_EPS = 1e-12
-#: Longest input in tokens, from the model's sentence_bert_config.json.
+#: Maximum input length in tokens, from the model's sentence_bert_config.json.
 MAX_TOKENS = 256
 
 
@@ -86,7 +86,7 @@ def _gelu(x):
 
 def encode(w: dict[str, np.ndarray], ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Returns the L2-normalized sentence embeddings, shape (batch, 384), in
-    float64. ``w`` holds float64 weights from ``load_weights(np.float64)``."""
+    float64. ``w`` contains float64 weights from ``load_weights(np.float64)``."""
     batch, tokens = ids.shape
     mask = np.arange(tokens)[None, :] < lengths[:, None]
     h = w["embeddings.word_embeddings.weight"][ids]

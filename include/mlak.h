@@ -327,7 +327,7 @@ mlak_status mlak_tanh_f32(const float *x, float *y, int64_t n);
 
 // Applies rotary position embedding to each of `rows` rows (tokens).
 //
-// A row holds `heads` heads of `head_dim` floats back to back, and rows
+// A row contains `heads` heads of `head_dim` floats back to back, and rows
 // start `x_row_stride` floats apart (at least heads * head_dim). The first
 // `rotary_dim` values of each head (even, at most head_dim) are rotated
 // in pairs and the rest are copied. `layout` is a `mlak_rope_layout`:

@@ -59,7 +59,8 @@ def test_library_override_is_honoured(tmp_path):
     env = {"MLAK_LIBRARY": str(missing), "PYTHONPATH": str(mlak.__file__).rsplit("/mlak/", 1)[0]}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode != 0
-    assert "could not be loaded" in r.stderr and str(missing) in r.stderr
+    assert "could not be loaded" in r.stderr
+    assert str(missing) in r.stderr
 
 
 def test_partial_overlap_is_rejected():
