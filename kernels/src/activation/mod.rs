@@ -22,64 +22,69 @@ pub mod avx512;
 pub mod neon;
 pub mod scalar;
 
-/// Applies `f` lane-wise: `y[i] = f(x[i])` for `i < n`.
+/// A lane-wise map of one vector. The row bodies take the map as a type,
+/// not a closure, because closures do not inherit the `#[target_feature]`
+/// set of the entry point and would not be inlined into it.
+pub trait UnaryMap {
+    fn apply<S: SimdF32>(s: S, x: S::V) -> S::V;
+}
+
+/// A lane-wise map of two vectors; see [`UnaryMap`].
+pub trait BinaryMap {
+    fn apply<S: SimdF32>(s: S, a: S::V, b: S::V) -> S::V;
+}
+
+/// Applies `F` lane-wise: `y[i] = F(x[i])` for `i < n`.
 ///
 /// # Safety
 ///
 /// `x[0 .. n]` must be readable and `y[0 .. n]` writable; `y` equals `x` or
 /// does not overlap it.
 #[inline(always)]
-unsafe fn map_unary<S: SimdF32>(s: S, x: *const f32, y: *mut f32, n: usize, f: impl Fn(S, S::V) -> S::V) {
+unsafe fn map_unary<S: SimdF32, F: UnaryMap>(s: S, x: *const f32, y: *mut f32, n: usize) {
     let l = S::LANES;
     let mut i = 0;
     // SAFETY: every access covers [i, i + l) with i + l <= n, or the tail
     // [i, n), inside the caller's rows.
     unsafe {
         while i + 2 * l <= n {
-            let v0 = f(s, s.load(x.add(i)));
-            let v1 = f(s, s.load(x.add(i + l)));
+            let v0 = F::apply(s, s.load(x.add(i)));
+            let v1 = F::apply(s, s.load(x.add(i + l)));
             s.store(y.add(i), v0);
             s.store(y.add(i + l), v1);
             i += 2 * l;
         }
         while i + l <= n {
-            s.store(y.add(i), f(s, s.load(x.add(i))));
+            s.store(y.add(i), F::apply(s, s.load(x.add(i))));
             i += l;
         }
         if i < n {
             let v = s.load_tail(x.add(i), n - i, 0.0);
-            s.store_tail(y.add(i), n - i, f(s, v));
+            s.store_tail(y.add(i), n - i, F::apply(s, v));
         }
     }
 }
 
-/// Applies `f` lane-wise to two rows: `y[i] = f(a[i], b[i])` for `i < n`.
+/// Applies `F` lane-wise to two rows: `y[i] = F(a[i], b[i])` for `i < n`.
 ///
 /// # Safety
 ///
 /// `a[0 .. n]` and `b[0 .. n]` must be readable and `y[0 .. n]` writable;
 /// `y` equals `a` or `b`, or overlaps neither.
 #[inline(always)]
-unsafe fn map_binary<S: SimdF32>(
-    s: S,
-    a: *const f32,
-    b: *const f32,
-    y: *mut f32,
-    n: usize,
-    f: impl Fn(S, S::V, S::V) -> S::V,
-) {
+unsafe fn map_binary<S: SimdF32, F: BinaryMap>(s: S, a: *const f32, b: *const f32, y: *mut f32, n: usize) {
     let l = S::LANES;
     let mut i = 0;
     // SAFETY: as in `map_unary`, for the three rows.
     unsafe {
         while i + l <= n {
-            s.store(y.add(i), f(s, s.load(a.add(i)), s.load(b.add(i))));
+            s.store(y.add(i), F::apply(s, s.load(a.add(i)), s.load(b.add(i))));
             i += l;
         }
         if i < n {
             let va = s.load_tail(a.add(i), n - i, 0.0);
             let vb = s.load_tail(b.add(i), n - i, 0.0);
-            s.store_tail(y.add(i), n - i, f(s, va, vb));
+            s.store_tail(y.add(i), n - i, F::apply(s, va, vb));
         }
     }
 }
@@ -117,7 +122,17 @@ pub fn silu<S: SimdF32>(s: S, x: S::V) -> S::V {
 }
 
 macro_rules! row_fn {
-    ($(#[$doc:meta])* $name:ident, $f:expr) => {
+    ($(#[$doc:meta])* $name:ident, $map:ident, $f:path) => {
+        /// Marker type of the lane-wise map used by the row body below.
+        pub struct $map;
+
+        impl UnaryMap for $map {
+            #[inline(always)]
+            fn apply<S: SimdF32>(s: S, x: S::V) -> S::V {
+                $f(s, x)
+            }
+        }
+
         $(#[$doc])*
         ///
         /// # Safety
@@ -127,7 +142,7 @@ macro_rules! row_fn {
         #[inline(always)]
         pub unsafe fn $name<S: SimdF32>(s: S, x: *const f32, y: *mut f32, n: usize) {
             // SAFETY: forwarded from the caller.
-            unsafe { map_unary(s, x, y, n, $f) }
+            unsafe { map_unary::<S, $map>(s, x, y, n) }
         }
     };
 }
@@ -135,30 +150,55 @@ macro_rules! row_fn {
 row_fn!(
     /// Computes `y = gelu_erf(x)` over one row.
     gelu_erf_row,
+    GeluErfMap,
     gelu_erf
 );
 row_fn!(
     /// Computes `y = gelu_tanh(x)` over one row.
     gelu_tanh_row,
+    GeluTanhMap,
     gelu_tanh
 );
 row_fn!(
     /// Computes `y = silu(x)` over one row.
     silu_row,
+    SiluMap,
     silu
 );
 row_fn!(
     /// Computes `y = erf(x)` over one row with the vector
     /// [`erf`](crate::simd::special::erf).
     erf_row,
+    ErfMap,
     erf
 );
 row_fn!(
     /// Computes `y = tanh(x)` over one row with the vector
     /// [`tanh`](crate::simd::special::tanh).
     tanh_row,
+    TanhMap,
     tanh
 );
+
+/// SwiGLU lanes: silu(gate)·up.
+pub struct SwigluMap;
+
+impl BinaryMap for SwigluMap {
+    #[inline(always)]
+    fn apply<S: SimdF32>(s: S, gate: S::V, up: S::V) -> S::V {
+        s.mul(silu(s, gate), up)
+    }
+}
+
+/// Bias-add lanes: x + bias.
+pub struct AddMap;
+
+impl BinaryMap for AddMap {
+    #[inline(always)]
+    fn apply<S: SimdF32>(s: S, x: S::V, bias: S::V) -> S::V {
+        s.add(x, bias)
+    }
+}
 
 /// Computes `y = silu(gate)·up` (SwiGLU) over one row.
 ///
@@ -169,7 +209,7 @@ row_fn!(
 #[inline(always)]
 pub unsafe fn swiglu_row<S: SimdF32>(s: S, gate: *const f32, up: *const f32, y: *mut f32, n: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe { map_binary(s, gate, up, y, n, |s, g, u| s.mul(silu(s, g), u)) }
+    unsafe { map_binary::<S, SwigluMap>(s, gate, up, y, n) }
 }
 
 /// Computes `y = x + bias` over one row.
@@ -181,7 +221,7 @@ pub unsafe fn swiglu_row<S: SimdF32>(s: S, gate: *const f32, up: *const f32, y: 
 #[inline(always)]
 pub unsafe fn bias_add_row<S: SimdF32>(s: S, x: *const f32, bias: *const f32, y: *mut f32, n: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe { map_binary(s, x, bias, y, n, |s, a, b| s.add(a, b)) }
+    unsafe { map_binary::<S, AddMap>(s, x, bias, y, n) }
 }
 
 /// Expands to the per-instruction-set entry points of this family: unary

@@ -37,17 +37,34 @@ pub struct NormRow {
     pub y: *mut f32,
 }
 
+/// Loads `len` values at `p + i`, a full vector when `len == LANES` and a
+/// tail padded with `fill` otherwise.
+///
+/// Helpers here are functions, not closures, because closures do not
+/// inherit the `#[target_feature]` set of the entry point and would not be
+/// inlined into it.
+#[inline(always)]
+unsafe fn load_part<S: SimdF32>(s: S, p: *const f32, i: usize, len: usize, fill: f32) -> S::V {
+    // SAFETY: the caller keeps [i, i + len) inside the buffer.
+    unsafe {
+        if len < S::LANES {
+            s.load_tail(p.add(i), len, fill)
+        } else {
+            s.load(p.add(i))
+        }
+    }
+}
+
 /// Loads h = x + residual (or x) at `i`, `len` lanes when `len < LANES`.
 #[inline(always)]
 unsafe fn load_h<S: SimdF32>(s: S, row: &NormRow, i: usize, len: usize, fill: f32) -> S::V {
     // SAFETY: the caller keeps [i, i + len) inside the row.
     unsafe {
-        let ld = |p: *const f32, f: f32| if len < S::LANES { s.load_tail(p.add(i), len, f) } else { s.load(p.add(i)) };
         if row.residual.is_null() {
-            ld(row.x, fill)
+            load_part(s, row.x, i, len, fill)
         } else {
             // The residual's padding is 0, so a padded lane of h is `fill`.
-            s.add(ld(row.x, fill), ld(row.residual, 0.0))
+            s.add(load_part(s, row.x, i, len, fill), load_part(s, row.residual, i, len, 0.0))
         }
     }
 }
@@ -60,10 +77,8 @@ unsafe fn reload_h<S: SimdF32>(s: S, row: &NormRow, i: usize, len: usize, fill: 
     unsafe {
         if row.sum.is_null() {
             load_h(s, row, i, len, fill)
-        } else if len < S::LANES {
-            s.load_tail(row.sum.add(i), len, fill)
         } else {
-            s.load(row.sum.add(i))
+            load_part(s, row.sum, i, len, fill)
         }
     }
 }
@@ -85,16 +100,9 @@ unsafe fn store<S: SimdF32>(s: S, p: *mut f32, i: usize, len: usize, v: S::V) {
 unsafe fn load_affine<S: SimdF32>(s: S, row: &NormRow, i: usize, len: usize) -> (S::V, S::V) {
     // SAFETY: the caller keeps [i, i + len) inside the row.
     unsafe {
-        let ld = |p: *const f32, none: f32| {
-            if p.is_null() {
-                s.splat(none)
-            } else if len < S::LANES {
-                s.load_tail(p.add(i), len, none)
-            } else {
-                s.load(p.add(i))
-            }
-        };
-        (ld(row.gamma, 1.0), ld(row.beta, 0.0))
+        let g = if row.gamma.is_null() { s.splat(1.0) } else { load_part(s, row.gamma, i, len, 1.0) };
+        let b = if row.beta.is_null() { s.splat(0.0) } else { load_part(s, row.beta, i, len, 0.0) };
+        (g, b)
     }
 }
 

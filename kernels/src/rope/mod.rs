@@ -21,6 +21,21 @@ pub mod avx512;
 pub mod neon;
 pub mod scalar;
 
+/// Loads `len` values at `p + i`, zero-padded when `len < LANES`. A
+/// function, not a closure, so that it inlines into the `#[target_feature]`
+/// entry points.
+#[inline(always)]
+unsafe fn load_part<S: SimdF32>(s: S, p: *const f32, i: usize, len: usize) -> S::V {
+    // SAFETY: the caller keeps [i, i + len) inside the buffer.
+    unsafe {
+        if len < S::LANES {
+            s.load_tail(p.add(i), len, 0.0)
+        } else {
+            s.load(p.add(i))
+        }
+    }
+}
+
 /// Copies the pass-through values `rot .. head_dim` of every head when the
 /// output is a different buffer.
 #[inline(always)]
@@ -83,11 +98,7 @@ pub unsafe fn rope_interleaved_row<S: SimdF32>(
             // tail (rot − j, even) holds whole pairs.
             while j < rot {
                 let len = l.min(rot - j);
-                let (v, c, sn) = if len < l {
-                    (s.load_tail(xh.add(j), len, 0.0), s.load_tail(cos.add(j), len, 0.0), s.load_tail(sin.add(j), len, 0.0))
-                } else {
-                    (s.load(xh.add(j)), s.load(cos.add(j)), s.load(sin.add(j)))
-                };
+                let (v, c, sn) = (load_part(s, xh, j, len), load_part(s, cos, j, len), load_part(s, sin, j, len));
                 let r = s.fma(v, c, s.mul(s.swap_pairs(v), sn));
                 if len < l {
                     s.store_tail(yh.add(j), len, r);
@@ -131,9 +142,8 @@ pub unsafe fn rope_half_row<S: SimdF32>(
             let mut i = 0;
             while i < half {
                 let len = l.min(half - i);
-                let ld = |p: *const f32| if len < l { s.load_tail(p, len, 0.0) } else { s.load(p) };
-                let (a, b) = (ld(xh.add(i)), ld(xh.add(half + i)));
-                let (c, sn) = (ld(cos.add(i)), ld(sin.add(i)));
+                let (a, b) = (load_part(s, xh, i, len), load_part(s, xh, half + i, len));
+                let (c, sn) = (load_part(s, cos, i, len), load_part(s, sin, i, len));
                 let ya = s.fma(a, c, s.mul(b, s.sub(s.splat(0.0), sn)));
                 let yb = s.fma(b, c, s.mul(a, sn));
                 if len < l {
