@@ -338,11 +338,11 @@ mlak_status mlak_tanh_f32(const float *x, float *y, int64_t n);
 // computed in double precision, then rounded to float.
 //
 // The position of row r is `position_offset + r`, or
-// `position_offset + positions[r]` when `positions` (rows values, each
-// >= 0) is not NULL. `base` must be finite and > 0 (10000 in most
-// models); `position_offset` must be >= 0. `y` may be `x` with the same
-// stride but must not otherwise overlap it. NaN and infinities propagate
-// through the products.
+// `position_offset + positions[r]` when `positions` is not NULL; it then
+// contains `rows` values, each at least 0. `base` must be finite and > 0
+// (10000 in most models), and `position_offset` at least 0. `y` may be
+// `x` with the same stride but must not otherwise overlap it. NaN and
+// infinities propagate through the products.
 mlak_status mlak_rope_f32(const float *x,
                           int64_t x_row_stride,
                           float *y,

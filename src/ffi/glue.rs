@@ -357,12 +357,10 @@ pub extern "C" fn mlak_tanh_f32(x: *const f32, y: *mut f32, n: i64) -> Status {
     activation_flat(x, y, n, |k| k.glue_tanh())
 }
 
-fn activation_flat(
-    x: *const f32,
-    y: *mut f32,
-    n: i64,
-    pick: fn(&crate::kernels_table::Kernels) -> unsafe fn(*const f32, *mut f32, usize),
-) -> Status {
+/// Picks one flat row kernel from a dispatch table.
+type PickRowFn = fn(&crate::kernels_table::Kernels) -> unsafe fn(*const f32, *mut f32, usize);
+
+fn activation_flat(x: *const f32, y: *mut f32, n: i64, pick: PickRowFn) -> Status {
     guard(|| {
         let n = validate::dim("n", n)?;
         let xr = Rows::new("x", x, n as i64, 1, n)?;
@@ -388,11 +386,11 @@ fn activation_flat(
 /// computed in double precision, then rounded to float.
 ///
 /// The position of row r is `position_offset + r`, or
-/// `position_offset + positions[r]` when `positions` (rows values, each
-/// >= 0) is not NULL. `base` must be finite and > 0 (10000 in most
-/// models); `position_offset` must be >= 0. `y` may be `x` with the same
-/// stride but must not otherwise overlap it. NaN and infinities propagate
-/// through the products.
+/// `position_offset + positions[r]` when `positions` is not NULL; it then
+/// contains `rows` values, each at least 0. `base` must be finite and > 0
+/// (10000 in most models), and `position_offset` at least 0. `y` may be
+/// `x` with the same stride but must not otherwise overlap it. NaN and
+/// infinities propagate through the products.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn mlak_rope_f32(

@@ -48,7 +48,7 @@ pub struct RopeParams {
 impl RopeParams {
     /// Checks the geometry and returns the row length heads·head_dim.
     pub(crate) fn validate(&self) -> Result<usize> {
-        if self.rotary_dim % 2 != 0 || self.rotary_dim > self.head_dim {
+        if !self.rotary_dim.is_multiple_of(2) || self.rotary_dim > self.head_dim {
             return Err(Error::invalid(format!(
                 "rotary_dim = {} is invalid; it must be even and at most head_dim = {}",
                 self.rotary_dim, self.head_dim

@@ -108,7 +108,7 @@ pub fn gelu_erf<S: SimdF32>(s: S, x: S::V) -> S::V {
 #[inline(always)]
 pub fn gelu_tanh<S: SimdF32>(s: S, x: S::V) -> S::V {
     // 2·√(2/π) and 2·√(2/π)·0.044715.
-    const C1: f32 = 1.595_769_1;
+    const C1: f32 = 1.595_769;
     const C3: f32 = 0.071_354_82;
     let x2 = s.mul(x, x);
     let u2 = s.mul(x, s.fma(x2, s.splat(C3), s.splat(C1)));

@@ -63,6 +63,7 @@ unsafe fn copy_tail(x: *const f32, y: *mut f32, heads: usize, head_dim: usize, r
 /// equal or disjoint; `cos` and `sin` address `rot` readable values; `rot` is
 /// even and at most `head_dim`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn rope_interleaved_row<S: SimdF32>(
     s: S,
     x: *const f32,
@@ -73,7 +74,7 @@ pub unsafe fn rope_interleaved_row<S: SimdF32>(
     cos: *const f32,
     sin: *const f32,
 ) {
-    debug_assert!(rot % 2 == 0 && rot <= head_dim);
+    debug_assert!(rot.is_multiple_of(2) && rot <= head_dim);
     let l = S::LANES;
     // SAFETY: every access stays inside [base, base + rot) of a head and
     // [0, rot) of the tables, by the caller's contract.
@@ -121,6 +122,7 @@ pub unsafe fn rope_interleaved_row<S: SimdF32>(
 /// As for [`rope_interleaved_row`], except that `cos` and `sin` address
 /// `rot/2` readable values.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn rope_half_row<S: SimdF32>(
     s: S,
     x: *const f32,
@@ -131,7 +133,7 @@ pub unsafe fn rope_half_row<S: SimdF32>(
     cos: *const f32,
     sin: *const f32,
 ) {
-    debug_assert!(rot % 2 == 0 && rot <= head_dim);
+    debug_assert!(rot.is_multiple_of(2) && rot <= head_dim);
     let l = S::LANES;
     let half = rot / 2;
     // SAFETY: every access stays inside [base, base + rot) of a head and

@@ -24,12 +24,13 @@ pub const TANH_MAX_REL_ERROR: f32 = 3.0e-7;
 #[inline(always)]
 fn erf_over_x<S: SimdF32>(s: S, x2: S::V) -> S::V {
     let mut p = s.splat(7.854_199e-5);
-    p = s.fma(p, x2, s.splat(-8.010_304_6e-4));
+    p = s.fma(p, x2, s.splat(-8.010_305e-4));
     p = s.fma(p, x2, s.splat(5.188_341_7e-3));
     p = s.fma(p, x2, s.splat(-2.685_382e-2));
     p = s.fma(p, x2, s.splat(1.128_358_5e-1));
     p = s.fma(p, x2, s.splat(-3.761_262_6e-1));
-    s.fma(p, x2, s.splat(1.128_379_2))
+    // The constant term of the fit equals 2/√π to f32 precision.
+    s.fma(p, x2, s.splat(std::f32::consts::FRAC_2_SQRT_PI))
 }
 
 /// Computes erfc(a) lane-wise for a >= 1 (lanes below 1 give unspecified
@@ -50,7 +51,7 @@ pub fn erfc_ge1<S: SimdF32>(s: S, a: S::V) -> S::V {
     q = s.fma(q, t, s.splat(1.055_030_3e-2));
     q = s.fma(q, t, s.splat(1.169_928_3e-1));
     q = s.fma(q, t, s.splat(1.523_497_3e-1));
-    q = s.fma(q, t, s.splat(2.546_972_9e-1));
+    q = s.fma(q, t, s.splat(2.546_973e-1));
     q = s.fma(q, t, s.splat(2.806_717_4e-1));
     q = s.fma(q, t, s.splat(2.822_320_1e-1));
     q = s.fma(q, t, s.splat(-5.516_529_6e-6));
@@ -104,7 +105,7 @@ pub fn tanh<S: SimdF32>(s: S, x: S::V) -> S::V {
     p = s.fma(p, x2, s.splat(2.063_908_6e-2));
     p = s.fma(p, x2, s.splat(-5.373_971_6e-2));
     p = s.fma(p, x2, s.splat(1.333_144_2e-1));
-    p = s.fma(p, x2, s.splat(-3.333_328_2e-1));
+    p = s.fma(p, x2, s.splat(-3.333_328e-1));
     let small = s.fma(s.mul(x2, x), p, x);
 
     let ac = s.min(a, s.splat(10.0));
