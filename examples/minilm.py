@@ -73,6 +73,7 @@ class MiniLM:
             mlak.layernorm(self.word[ids[b]], *self.emb_ln, ref.LN_EPS, residual=self.pos_type[:tokens], out=h[seq])
 
         qkv = np.empty((rows, 3 * HIDDEN), np.float32)
+        # Zeroed once: the unfused path leaves padded query rows untouched.
         ctx = np.zeros((rows, HIDDEN), np.float32)
         tmp = np.empty((rows, HIDDEN), np.float32)
         inter = np.empty((rows, FFN), np.float32)
@@ -104,11 +105,33 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.ndarray)
 def attention(qkv: np.ndarray, lengths: np.ndarray, tokens: int, out: np.ndarray) -> np.ndarray:
     """Computes multi-head self-attention of the fused QKV rows
     (batch·tokens, 3·384) into ``out`` (batch·tokens, 384). Keys at or past a
-    sentence's length are masked out, and padded query rows are left as
-    they are."""
+    sentence's length are masked out; padded query rows get values that
+    pooling ignores."""
+    if mlak.lib_has("mlak_attention"):
+        return fused_attention(qkv, lengths, tokens, out)
+    return unfused_attention(qkv, lengths, tokens, out)
+
+
+def heads_view(rows: np.ndarray, tokens: int, first_col: int) -> np.ndarray:
+    """Views the HIDDEN columns from ``first_col`` of (batch·tokens, width)
+    rows as [batch, heads, tokens, head_dim], without a copy."""
+    batch = rows.shape[0] // tokens
+    block = rows.reshape(batch, tokens, rows.shape[1])[:, :, first_col : first_col + HIDDEN]
+    return block.reshape(batch, tokens, HEADS, HEAD_DIM).transpose(0, 2, 1, 3)
+
+
+def fused_attention(qkv, lengths, tokens, out):
+    """One ``mlak_attention`` call for every sentence and head, with the
+    padding mask given as per-sentence key lengths."""
+    q, k, v = (heads_view(qkv, tokens, i * HIDDEN) for i in range(3))
+    mlak.attention(q, k, v, out=heads_view(out, tokens, 0), kv_lengths=lengths)
+    return out
+
+
+def unfused_attention(qkv, lengths, tokens, out):
+    """The same attention on mlak's GEMM and softmax, one (sentence, head)
+    at a time, for libraries without ``mlak_attention``."""
     scale = 1.0 / np.sqrt(HEAD_DIM)
-    # NOTE: the fused attention kernel is not used yet. This path runs the
-    # same math on mlak's GEMM and softmax, one (sentence, head) at a time.
     scores = np.empty((tokens, tokens), np.float32)
     for b, n in enumerate(int(v) for v in lengths):
         seq = slice(b * tokens, b * tokens + n)

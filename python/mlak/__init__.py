@@ -25,6 +25,7 @@ from ._lib import (
     check,
     lib,
 )
+from .attention import attention
 from .gemm import sgemm
 from .glue import bias_add, erf, gelu, gelu_tanh, layernorm, rmsnorm, rope, silu, swiglu, tanh
 from .softmax import confidence, early_exit, log_softmax, softmax
@@ -39,6 +40,11 @@ lib.mlak_last_dispatched_isa.restype = ctypes.c_int32
 lib.mlak_best_isa.restype = ctypes.c_int
 lib.mlak_cpu_features.restype = ctypes.c_uint64
 lib.mlak_get_num_threads.argtypes = [ctypes.POINTER(ctypes.c_size_t)]
+
+
+def lib_has(name):
+    """Returns whether the loaded library exports the C function `name`."""
+    return hasattr(lib, name)
 
 
 def version():
@@ -98,8 +104,8 @@ def set_num_threads(n):
 
 __all__ = [
     "MlakAllocationError", "MlakError", "MlakInternalError", "MlakInvalidArgumentError",
-    "MlakNullPointerError", "MlakUnsupportedIsaError", "best_isa", "bias_add", "confidence",
-    "cpu_features", "early_exit", "erf", "gelu", "gelu_tanh", "isa", "isa_supported",
+    "MlakNullPointerError", "MlakUnsupportedIsaError", "attention", "best_isa", "bias_add", "confidence",
+    "cpu_features", "early_exit", "erf", "gelu", "gelu_tanh", "isa", "isa_supported", "lib_has",
     "last_dispatched_isa", "layernorm", "log_softmax", "num_threads", "rmsnorm", "rope",
     "set_isa", "set_num_threads", "sgemm", "silu", "softmax", "swiglu", "tanh", "version",
 ]
