@@ -337,6 +337,32 @@ macro_rules! isa_suite {
                 });
             }
 
+            /// Many consecutive positions exercise the angle recurrence of the
+            /// driver and its periodic reseeding, far from position 0.
+            #[test]
+            fn rope_long_sequence() {
+                on_isa(ISA, || {
+                    let (rows, heads, head_dim) = (700usize, 2usize, 64usize);
+                    let n = heads * head_dim;
+                    let data = Rng::new(21).vec(rows * n, -2.0, 2.0);
+                    for layout in [RopeLayout::Interleaved, RopeLayout::HalfSplit] {
+                        let params = RopeParams { layout, heads, head_dim, rotary_dim: head_dim, base: 10000.0, position_offset: 1_000_000 };
+                        let mut y = vec![0.0f32; rows * n];
+                        mlak::rope(&data, n, &mut y, n, rows, &params, None).unwrap();
+                        assert_ran(ISA);
+                        for r in 0..rows {
+                            let want = reference::rope(&data[r * n..(r + 1) * n], heads, head_dim, head_dim,
+                                layout == RopeLayout::Interleaved, 10000.0, (1_000_000 + r) as f64);
+                            for (i, &w) in want.iter().enumerate() {
+                                let got = y[r * n + i] as f64;
+                                // 2 EPS of the pair magnitude (at most 2·2 here), as in the property test.
+                                assert!((got - w).abs() <= 8.0 * EPS, "{layout:?} row {r} index {i}: got {got:e}, want {w:e}");
+                            }
+                        }
+                    }
+                });
+            }
+
             #[test]
             fn norms_nonfinite_policy() {
                 on_isa(ISA, || {

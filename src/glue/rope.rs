@@ -79,22 +79,66 @@ pub(crate) fn position(offset: u64, positions: Option<&[i64]>, r: usize) -> Resu
         .ok_or_else(|| Error::invalid(format!("position_offset = {offset} plus positions[{r}] = {v} overflows")))
 }
 
-/// Fills the per-row cos/sin tables of `layout` for position `pos`, in f64
-/// before rounding to f32. `inv_freq[i]` is base^(−2i/rotary_dim).
-fn fill_tables(layout: RopeLayout, pos: u64, inv_freq: &[f64], cos: &mut [f32], sin: &mut [f32]) {
-    let p = pos as f64;
-    for (i, &f) in inv_freq.iter().enumerate() {
-        let (s, c) = (p * f).sin_cos();
-        match layout {
-            RopeLayout::Interleaved => {
-                cos[2 * i] = c as f32;
-                cos[2 * i + 1] = c as f32;
-                sin[2 * i] = -s as f32;
-                sin[2 * i + 1] = s as f32;
+/// Rows after which [`Angles`] recomputes sin and cos directly instead of
+/// advancing by one position, which bounds the drift of the recurrence to
+/// about 256 roundings of f64 (below 1e-13).
+const RESEED_ROWS: u32 = 256;
+
+/// cos and sin of pos·inv_freq[i] in f64 for the current row's position,
+/// advanced by the angle-addition formulas when rows have consecutive
+/// positions: one complex multiply per pair instead of a sin and a cos.
+struct Angles {
+    cos: Vec<f64>,
+    sin: Vec<f64>,
+    /// cos and sin of inv_freq[i]: the rotation by one position.
+    step_cos: Vec<f64>,
+    step_sin: Vec<f64>,
+    pos: Option<u64>,
+    since_seed: u32,
+}
+
+impl Angles {
+    fn new(inv_freq: &[f64]) -> Angles {
+        let (step_sin, step_cos) = inv_freq.iter().map(|f| f.sin_cos()).unzip();
+        let zeros = vec![0.0; inv_freq.len()];
+        Angles { cos: zeros.clone(), sin: zeros, step_cos, step_sin, pos: None, since_seed: 0 }
+    }
+
+    /// Moves to position `pos`.
+    fn set(&mut self, pos: u64, inv_freq: &[f64]) {
+        let next = self.pos.is_some_and(|p| p.checked_add(1) == Some(pos));
+        if next && self.since_seed < RESEED_ROWS {
+            for i in 0..self.cos.len() {
+                let (c, s) = (self.cos[i], self.sin[i]);
+                self.cos[i] = c * self.step_cos[i] - s * self.step_sin[i];
+                self.sin[i] = s * self.step_cos[i] + c * self.step_sin[i];
             }
-            RopeLayout::HalfSplit => {
-                cos[i] = c as f32;
-                sin[i] = s as f32;
+            self.since_seed += 1;
+        } else {
+            let p = pos as f64;
+            for (i, &f) in inv_freq.iter().enumerate() {
+                (self.sin[i], self.cos[i]) = (p * f).sin_cos();
+            }
+            self.since_seed = 0;
+        }
+        self.pos = Some(pos);
+    }
+
+    /// Writes the f32 tables in the layout that `layout`'s body expects.
+    fn fill(&self, layout: RopeLayout, cos: &mut [f32], sin: &mut [f32]) {
+        for i in 0..self.cos.len() {
+            let (c, s) = (self.cos[i] as f32, self.sin[i] as f32);
+            match layout {
+                RopeLayout::Interleaved => {
+                    cos[2 * i] = c;
+                    cos[2 * i + 1] = c;
+                    sin[2 * i] = -s;
+                    sin[2 * i + 1] = s;
+                }
+                RopeLayout::HalfSplit => {
+                    cos[i] = c;
+                    sin[i] = s;
+                }
             }
         }
     }
@@ -137,10 +181,12 @@ pub(crate) unsafe fn rope_rows(
     let (x, y) = (SharedPtr(x.cast_mut()), SharedPtr(y));
     parallel_for(rows, per_chunk, threads, |range| {
         let (mut cos, mut sin) = (vec![0.0f32; table_len], vec![0.0f32; table_len]);
+        let mut angles = Angles::new(&inv_freq);
         for r in range {
             // The caller validated every position, so this cannot fail.
             let pos = position(params.position_offset, positions, r).unwrap_or(0);
-            fill_tables(params.layout, pos, &inv_freq, &mut cos, &mut sin);
+            angles.set(pos, &inv_freq);
+            angles.fill(params.layout, &mut cos, &mut sin);
             // SAFETY: row r is inside both buffers by the caller's contract,
             // each row is handled by one thread, and the tables hold
             // `table_len` values.
