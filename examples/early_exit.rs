@@ -1,7 +1,7 @@
-//! Early-exit decisions for a batch of decoding steps: generates logits
-//! over a 32k vocabulary whose sharpness varies by row, computes the
-//! confidence estimators and decides which rows may stop, under every
-//! instruction set this CPU runs, and prints the decisions and timings.
+//! Early-exit decisions for a batch of decoding steps. It generates logits
+//! over a 32k vocabulary whose sharpness varies by row, then computes the
+//! confidence estimators and decides which rows may stop. It runs under
+//! every instruction set this CPU has and prints decisions and timings.
 
 use mlak::{Confidence, ExitThresholds, Isa};
 use std::time::Instant;

@@ -14,7 +14,21 @@ const CHILD: &str = "MLAK_DISPATCH_TEST_CHILD";
 /// child (an emulator without binfmt support).
 fn run_child(env: &[(&str, &str)]) -> Option<(String, String)> {
     let exe = std::env::current_exe().expect("test binary path");
-    let mut cmd = Command::new(exe);
+    // Under emulation the child needs the same runner as this process, which
+    // cargo names in CARGO_TARGET_<TRIPLE>_RUNNER (see scripts/test-neon.sh).
+    let runner = if cfg!(target_arch = "aarch64") {
+        std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").ok()
+    } else {
+        None
+    };
+    let mut cmd = match runner.as_deref().map(str::split_whitespace) {
+        Some(mut words) if words.clone().next().is_some() => {
+            let mut c = Command::new(words.next().unwrap_or_default());
+            c.args(words).arg(exe);
+            c
+        }
+        _ => Command::new(exe),
+    };
     cmd.args(["--exact", "child_reports_dispatch", "--nocapture", "--test-threads=1", "-q"]);
     cmd.env(CHILD, "1").env_remove("MLAK_ISA").env_remove("MLAK_LOG").env_remove("MLAK_NUM_THREADS");
     for (k, v) in env {

@@ -20,7 +20,8 @@ int main() {
 
     mlak_confidence c{};
     CHECK_STATUS(mlak_confidence_f32(x.data(), 64, 1, 64, 1.0f, &c), MLAK_STATUS_OK);
-    CHECK(c.max_prob > 0.0f && c.max_prob <= 1.0f, "max_prob %g", c.max_prob);
+    CHECK(c.max_prob > 0.0f, "max_prob %g", c.max_prob);
+    CHECK(c.max_prob <= 1.0f, "max_prob %g", c.max_prob);
     CHECK(mlak_version() != nullptr, "version");
     return check_summary("test_header_cpp");
 }

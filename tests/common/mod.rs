@@ -13,7 +13,15 @@ pub const EPS: f64 = f32::EPSILON as f64;
 pub fn on_isa(isa: Isa, f: impl FnOnce()) {
     if !mlak::isa_supported(isa) {
         use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED: {} not supported by this CPU", isa.name());
+        // libtest runs each test on its own thread, so this prints once per
+        // test even when a property test calls it for every case.
+        thread_local! {
+            static REPORTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        if !REPORTED.with(|r| r.replace(true)) {
+            let test = std::thread::current().name().unwrap_or("test").to_string();
+            let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {} not supported by this CPU", isa.name());
+        }
         return;
     }
     mlak::with_isa(isa, f).expect("a supported level must be selectable");

@@ -125,17 +125,9 @@ unsafe impl SimdF32 for Avx2 {
         unsafe { _mm256_min_ps(a, b) }
     }
     #[inline(always)]
-    fn round(self, a: __m256) -> __m256 {
-        // SAFETY: AVX is implied by the token.
-        unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
-    }
-    #[inline(always)]
-    fn pow2i(self, n: __m256) -> __m256 {
+    fn shift_into_exponent(self, a: __m256) -> __m256 {
         // SAFETY: AVX2 is part of the token's contract.
-        unsafe {
-            let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
-            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
-        }
+        unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(a))) }
     }
     #[inline(always)]
     fn lt(self, a: __m256, b: __m256) -> __m256 {

@@ -121,17 +121,9 @@ unsafe impl SimdF32 for Avx512 {
         unsafe { _mm512_min_ps(a, b) }
     }
     #[inline(always)]
-    fn round(self, a: __m512) -> __m512 {
+    fn shift_into_exponent(self, a: __m512) -> __m512 {
         // SAFETY: AVX-512F is implied by the token.
-        unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
-    }
-    #[inline(always)]
-    fn pow2i(self, n: __m512) -> __m512 {
-        // SAFETY: AVX-512F is implied by the token.
-        unsafe {
-            let e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
-            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
-        }
+        unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(a))) }
     }
     #[inline(always)]
     fn lt(self, a: __m512, b: __m512) -> __mmask16 {

@@ -90,10 +90,10 @@ pub unsafe trait SimdF32: Copy {
     fn max(self, a: Self::V, b: Self::V) -> Self::V;
     /// Lane-wise minimum. The result for a NaN lane is unspecified.
     fn min(self, a: Self::V, b: Self::V) -> Self::V;
-    /// Rounds to the nearest integer, ties to even.
-    fn round(self, a: Self::V) -> Self::V;
-    /// Returns 2^n for integral `n` in [-126, 127].
-    fn pow2i(self, n: Self::V) -> Self::V;
+    /// Returns the f32 whose bit pattern is the bits of `a` shifted left by
+    /// 23, which moves an integer held in the low mantissa bits of `a` into
+    /// the exponent field.
+    fn shift_into_exponent(self, a: Self::V) -> Self::V;
 
     fn lt(self, a: Self::V, b: Self::V) -> Self::M;
     fn gt(self, a: Self::V, b: Self::V) -> Self::M;
@@ -122,7 +122,7 @@ pub const EXP_LO: f32 = -87.336_55;
 /// Bound on the error of [`exp`] on `[EXP_LO, EXP_HI]`, in units in the last
 /// place of the correctly rounded f32 result. The test suite checks it on
 /// every 61st f32 of the range under each instruction set and measured at
-/// most 1 ulp there; the bound keeps 1 ulp of margin for the points between.
+/// most 1 ulp there. The bound keeps 1 ulp of margin for the points between.
 pub const EXP_MAX_ULP: u32 = 2;
 
 /// Computes e^x lane-wise.
@@ -156,7 +156,7 @@ pub fn exp_nonpositive<S: SimdF32>(s: S, x: S::V) -> S::V {
     s.select(s.lt(x, s.splat(EXP_LO)), s.splat(0.0), y)
 }
 
-/// The body of [`exp`] for x already clamped to `[EXP_LO, EXP_HI]`.
+/// Computes the body of [`exp`] for x already clamped to `[EXP_LO, EXP_HI]`.
 #[inline(always)]
 fn exp_in_range<S: SimdF32>(s: S, xc: S::V) -> S::V {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -165,7 +165,13 @@ fn exp_in_range<S: SimdF32>(s: S, xc: S::V) -> S::V {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
 
-    let n = s.round(s.mul(xc, s.splat(LOG2E)));
+    // Adding 1.5·2^23 rounds x·log2 e to the integer n (ties to even) and
+    // leaves n + 127 in the low mantissa bits of t, because MAGIC also
+    // carries the exponent bias 127. Shifting those bits by 23 builds 2^n.
+    const MAGIC: f32 = 12_583_039.0; // 1.5 * 2^23 + 127
+    let t = s.fma(xc, s.splat(LOG2E), s.splat(MAGIC));
+    let n = s.sub(t, s.splat(MAGIC));
+    let scale = s.shift_into_exponent(t);
     let r = s.fma(n, s.splat(-LN2_HI), xc);
     let r = s.fma(n, s.splat(-LN2_LO), r);
 
@@ -177,5 +183,5 @@ fn exp_in_range<S: SimdF32>(s: S, xc: S::V) -> S::V {
     p = s.fma(p, r, s.splat(5.000_000_1e-1));
     let r2 = s.mul(r, r);
     let y = s.add(s.fma(p, r2, r), s.splat(1.0));
-    s.mul(y, s.pow2i(n))
+    s.mul(y, scale)
 }

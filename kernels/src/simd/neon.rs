@@ -118,17 +118,9 @@ unsafe impl SimdF32 for Neon {
         unsafe { vminq_f32(a, b) }
     }
     #[inline(always)]
-    fn round(self, a: float32x4_t) -> float32x4_t {
+    fn shift_into_exponent(self, a: float32x4_t) -> float32x4_t {
         // SAFETY: NEON is implied by the token.
-        unsafe { vrndnq_f32(a) }
-    }
-    #[inline(always)]
-    fn pow2i(self, n: float32x4_t) -> float32x4_t {
-        // SAFETY: NEON is implied by the token.
-        unsafe {
-            let e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
-            vreinterpretq_f32_s32(vshlq_n_s32::<23>(e))
-        }
+        unsafe { vreinterpretq_f32_u32(vshlq_n_u32::<23>(vreinterpretq_u32_f32(a))) }
     }
     #[inline(always)]
     fn lt(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {

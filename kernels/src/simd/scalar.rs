@@ -98,20 +98,8 @@ unsafe impl SimdF32 for Scalar {
         }
     }
     #[inline(always)]
-    fn round(self, a: f32) -> f32 {
-        // Adding and removing 1.5·2^23 rounds to an integer, ties to even,
-        // for |a| < 2^22, the range the kernels use. `round_ties_even` is
-        // a libm call on the x86_64 baseline, which lacks SSE4.1.
-        const SHIFT: f32 = 12_582_912.0;
-        if a.abs() < 4_194_304.0 {
-            (a + SHIFT) - SHIFT
-        } else {
-            a
-        }
-    }
-    #[inline(always)]
-    fn pow2i(self, n: f32) -> f32 {
-        f32::from_bits(((n as i32 + 127) as u32) << 23)
+    fn shift_into_exponent(self, a: f32) -> f32 {
+        f32::from_bits(a.to_bits() << 23)
     }
     #[inline(always)]
     fn lt(self, a: f32, b: f32) -> bool {

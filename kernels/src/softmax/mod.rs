@@ -246,6 +246,7 @@ unsafe fn row_stats<S: SimdF32>(s: S, x: *const f32, n: usize) -> RowStats {
     let (mut mn0, mut mn1) = (s.splat(f32::INFINITY), s.splat(f32::INFINITY));
     let (mut sum0, mut sum1) = (s.splat(0.0), s.splat(0.0));
     let mut nan = s.mask_none();
+
     // Per lane, `a` is the largest value seen and `b` the second largest:
     // b = max(b, min(a, v)) keeps a duplicate of the maximum as second.
     let mut i = 0;
@@ -286,6 +287,7 @@ unsafe fn row_stats<S: SimdF32>(s: S, x: *const f32, n: usize) -> RowStats {
             i += l;
         }
     }
+
     let mut firsts = [f32::NEG_INFINITY; 2 * MAX_LANES];
     let mut seconds = [f32::NEG_INFINITY; 2 * MAX_LANES];
     let mut buf = [0.0f32; MAX_LANES];
@@ -298,6 +300,7 @@ unsafe fn row_stats<S: SimdF32>(s: S, x: *const f32, n: usize) -> RowStats {
         seconds[k * l..(k + 1) * l].copy_from_slice(&buf[..l]);
     }
     let (top1, top2) = merge_top2(&firsts[..2 * l], &seconds[..2 * l]);
+
     RowStats {
         top1,
         top2,

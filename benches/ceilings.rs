@@ -1,0 +1,151 @@
+//! Measures this machine's ceilings for the peer report: the f32 FMA peak
+//! and the bf16 dot-product peak from register-only loops, and the
+//! streaming read bandwidth of one core and of all cores. Prints one JSON
+//! object on stdout. Run with `cargo bench --bench ceilings`.
+
+use std::time::Instant;
+
+const ACCUMULATORS: usize = 12;
+
+/// Runs `f` `repeats` times and returns the best wall time in seconds.
+fn best_of(repeats: usize, mut f: impl FnMut()) -> f64 {
+    (0..repeats)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::ACCUMULATORS;
+    use std::arch::x86_64::*;
+
+    /// Issues `iters` rounds of 12 independent 16-lane FMAs and returns the
+    /// lane sum, so the loop cannot be removed. 12 chains cover a 4-cycle
+    /// FMA latency on 2 pipes with room to spare.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn fma_avx512(iters: usize) -> f32 {
+        let a = _mm512_set1_ps(0.999_999);
+        let b = _mm512_set1_ps(1e-7);
+        let mut acc = [_mm512_set1_ps(1.0); ACCUMULATORS];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_fmadd_ps(*v, a, b);
+            }
+        }
+        acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+    }
+
+    /// As `fma_avx512` with 8-lane AVX2 FMAs.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn fma_avx2(iters: usize) -> f32 {
+        let a = _mm256_set1_ps(0.999_999);
+        let b = _mm256_set1_ps(1e-7);
+        let mut acc = [_mm256_set1_ps(1.0); ACCUMULATORS];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm256_fmadd_ps(*v, a, b);
+            }
+        }
+        let mut out = [0.0f32; 8];
+        let mut sum = 0.0;
+        for v in acc {
+            _mm256_storeu_ps(out.as_mut_ptr(), v);
+            sum += out.iter().sum::<f32>();
+        }
+        sum
+    }
+
+    /// Issues `iters` rounds of 12 independent `vdpbf16ps`, each 32 bf16
+    /// multiply-adds into 16 f32 lanes.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn dpbf16_avx512(iters: usize) -> f32 {
+        let a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.5), _mm512_set1_ps(0.25));
+        let mut acc = [_mm512_setzero_ps(); ACCUMULATORS];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_dpbf16_ps(*v, a, a);
+            }
+        }
+        acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+    }
+
+    /// Sums `data` with four 16-lane accumulators: a streaming read.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn read_avx512(data: &[f32]) -> f32 {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let chunks = data.chunks_exact(64);
+        for c in chunks {
+            let p = c.as_ptr();
+            for (k, v) in acc.iter_mut().enumerate() {
+                // SAFETY: each chunk has 64 floats, 4 vectors of 16.
+                *v = _mm512_add_ps(*v, unsafe { _mm512_loadu_ps(p.add(16 * k)) });
+            }
+        }
+        acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+    }
+}
+
+/// Returns GFLOP/s of a register-only loop run on `threads` threads.
+fn peak(threads: usize, flops_per_iter: f64, kernel: fn(usize) -> f32) -> f64 {
+    let iters = 20_000_000;
+    let secs = best_of(3, || {
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| std::hint::black_box(kernel(iters)));
+            }
+        })
+    });
+    threads as f64 * flops_per_iter * iters as f64 / secs / 1e9
+}
+
+/// Returns GB/s of summing 512 MiB split over `threads` threads.
+fn read_bandwidth(data: &[f32], threads: usize, sum: fn(&[f32]) -> f32) -> f64 {
+    let per = data.len().div_ceil(threads);
+    let secs = best_of(5, || {
+        std::thread::scope(|s| {
+            for part in data.chunks(per) {
+                s.spawn(move || std::hint::black_box(sum(part)));
+            }
+        })
+    });
+    (data.len() * 4) as f64 / secs / 1e9
+}
+
+fn main() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut fields = vec![format!("\"cores\": {cores}")];
+    #[cfg(target_arch = "x86_64")]
+    {
+        let per_fma = (ACCUMULATORS * 2) as f64;
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F was detected just above.
+            let k: fn(usize) -> f32 = |n| unsafe { x86::fma_avx512(n) };
+            fields.push(format!("\"f32_fma_gflops_1t\": {:.1}", peak(1, per_fma * 16.0, k)));
+            fields.push(format!("\"f32_fma_gflops_all\": {:.1}", peak(cores, per_fma * 16.0, k)));
+            fields.push("\"f32_fma_isa\": \"avx512\"".into());
+        } else if std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: AVX2 and FMA are present on every CPU with FMA here.
+            let k: fn(usize) -> f32 = |n| unsafe { x86::fma_avx2(n) };
+            fields.push(format!("\"f32_fma_gflops_1t\": {:.1}", peak(1, per_fma * 8.0, k)));
+            fields.push(format!("\"f32_fma_gflops_all\": {:.1}", peak(cores, per_fma * 8.0, k)));
+            fields.push("\"f32_fma_isa\": \"avx2\"".into());
+        }
+        if std::arch::is_x86_feature_detected!("avx512bf16") {
+            // SAFETY: AVX512_BF16 (and so AVX-512F) was detected just above.
+            let k: fn(usize) -> f32 = |n| unsafe { x86::dpbf16_avx512(n) };
+            fields.push(format!("\"bf16_dot_gflops_1t\": {:.1}", peak(1, (ACCUMULATORS * 64) as f64, k)));
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let data = vec![1.0f32; 128 << 20];
+            // SAFETY: AVX-512F was detected just above.
+            let sum: fn(&[f32]) -> f32 = |d| unsafe { x86::read_avx512(d) };
+            fields.push(format!("\"read_gbs_1t\": {:.1}", read_bandwidth(&data, 1, sum)));
+            fields.push(format!("\"read_gbs_all\": {:.1}", read_bandwidth(&data, cores, sum)));
+        }
+    }
+    println!("{{{}}}", fields.join(", "));
+}
