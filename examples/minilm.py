@@ -111,6 +111,8 @@ def attention(qkv: np.ndarray, lengths: np.ndarray, tokens: int, out: np.ndarray
     pooling ignores."""
     if mlak.lib_has("mlak_attention"):
         return fused_attention(qkv, lengths, tokens, out)
+    # NOTE: libraries built without mlak_attention do not use the fused
+    # kernel; they run this per-head GEMM and softmax path instead.
     return unfused_attention(qkv, lengths, tokens, out)
 
 
