@@ -127,6 +127,14 @@ typedef enum {
   MLAK_MOE_ROUTER_KIND_GROUPED_SIGMOID = 2,
 } mlak_moe_router_kind;
 
+// Pair layout of the rotated dimensions of a head.
+typedef enum {
+  // Pair i is (2i, 2i + 1): GPT-J and the original RoFormer.
+  MLAK_ROPE_LAYOUT_INTERLEAVED = 0,
+  // Pair i is (i, i + rotary_dim/2): GPT-NeoX and Llama.
+  MLAK_ROPE_LAYOUT_HALF_SPLIT = 1,
+} mlak_rope_layout;
+
 // Data cache sizes in bytes.
 typedef struct CacheSizes CacheSizes;
 
@@ -630,6 +638,162 @@ void sgemm_(const char *transa,
             float *c,
             const int *ldc);
 
+// Computes LayerNorm over each of `rows` rows of `n` floats:
+// `h = x + residual` (or `h = x` when `residual` is NULL), then
+// `y = (h - mean(h)) / sqrt(var(h) + eps) * gamma + beta` with the
+// population variance. `gamma` and `beta` hold n floats each; NULL means
+// scale 1 and shift 0. `sum`, if not NULL, receives h, which is the updated
+// residual stream of a pre-norm transformer block.
+//
+// Row r of each matrix starts at `ptr + r * row_stride` (strides in
+// elements, at least n; the stride of a NULL buffer is ignored). `y` and
+// `sum` may each be `x` or `residual` with the same stride (in place) but
+// must not otherwise overlap an input, and must not overlap each other.
+// `eps` must be finite and >= 0; with eps = 0 a constant row gives NaN.
+//
+// Non-finite policy: a NaN or infinity in h makes the whole output row
+// NaN. The sums run in f32, so a row whose sum overflows f32 behaves as if
+// it held an infinity.
+//
+// Pointers may be NULL when rows or n is 0. On error nothing is written.
+mlak_status mlak_layernorm_f32(const float *x,
+                               int64_t x_row_stride,
+                               const float *residual,
+                               int64_t residual_row_stride,
+                               const float *gamma,
+                               const float *beta,
+                               float eps,
+                               float *y,
+                               int64_t y_row_stride,
+                               float *sum,
+                               int64_t sum_row_stride,
+                               int64_t rows,
+                               int64_t n);
+
+// Computes RMSNorm over each of `rows` rows of `n` floats:
+// `h = x + residual` (or `h = x`), then
+// `y = h / sqrt(mean(h^2) + eps) * gamma`. Arguments, aliasing and errors
+// as for `mlak_layernorm_f32`, without beta.
+//
+// Non-finite policy: an infinity in h makes the mean square infinite, so
+// the finite entries of that row become 0 and the infinite ones NaN; a
+// NaN makes the row NaN. The sum of squares runs in f32, so |h| must stay
+// below about 1.8e19 / sqrt(n).
+mlak_status mlak_rmsnorm_f32(const float *x,
+                             int64_t x_row_stride,
+                             const float *residual,
+                             int64_t residual_row_stride,
+                             const float *gamma,
+                             float eps,
+                             float *y,
+                             int64_t y_row_stride,
+                             float *sum,
+                             int64_t sum_row_stride,
+                             int64_t rows,
+                             int64_t n);
+
+// Computes `y = gelu(x)` in the erf form, `x * (1 + erf(x / sqrt(2))) / 2`
+// (BERT, PyTorch's default), over each of `rows` rows of `n` floats.
+// Strides as for `mlak_softmax_f32`; `y` may be `x` with the same stride.
+//
+// Accuracy: relative error at most (8 + x^2) * 1.2e-7 for every finite x.
+// The lower tail uses erfc directly, so it does not cancel; the x^2 term
+// is the rounding of x / sqrt(2) amplified by erfc's slope. Non-finite policy: +inf gives +inf, -inf gives 0, NaN gives NaN.
+mlak_status mlak_gelu_f32(const float *x,
+                          int64_t x_row_stride,
+                          float *y,
+                          int64_t y_row_stride,
+                          int64_t rows,
+                          int64_t n);
+
+// Computes `y = gelu(x)` in the tanh form,
+// `x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) / 2` (GPT-2), evaluated
+// as the equal `x * sigmoid(2u)`. Arguments and non-finite policy as for
+// `mlak_gelu_f32`.
+mlak_status mlak_gelu_tanh_f32(const float *x,
+                               int64_t x_row_stride,
+                               float *y,
+                               int64_t y_row_stride,
+                               int64_t rows,
+                               int64_t n);
+
+// Computes `y = silu(x) = x * sigmoid(x)` row-wise. Arguments and
+// non-finite policy as for `mlak_gelu_f32`.
+mlak_status mlak_silu_f32(const float *x,
+                          int64_t x_row_stride,
+                          float *y,
+                          int64_t y_row_stride,
+                          int64_t rows,
+                          int64_t n);
+
+// Computes `y = silu(gate) * up` (SwiGLU) over each of `rows` rows of `n`
+// floats. Each matrix has its own row stride (at least n), so `gate` and
+// `up` may be the two halves of one fused projection output. `y` may be
+// `gate` or `up` with the same stride, but must not otherwise overlap
+// them. Non-finite values follow IEEE rules after SiLU (SiLU(-inf) = 0,
+// and 0 * inf is NaN).
+mlak_status mlak_swiglu_f32(const float *gate,
+                            int64_t gate_row_stride,
+                            const float *up,
+                            int64_t up_row_stride,
+                            float *y,
+                            int64_t y_row_stride,
+                            int64_t rows,
+                            int64_t n);
+
+// Computes `y = x + bias` for each of `rows` rows of `n` floats, with
+// `bias` holding n floats. `y` may be `x` with the same stride (in place)
+// but must not otherwise overlap `x` or `bias`.
+mlak_status mlak_bias_add_f32(const float *x,
+                              int64_t x_row_stride,
+                              const float *bias,
+                              float *y,
+                              int64_t y_row_stride,
+                              int64_t rows,
+                              int64_t n);
+
+// Computes `y[i] = erf(x[i])` for `n` floats with the vector erf that the
+// GELU kernels use: absolute error at most 1.5e-7 for every finite x.
+// ±inf gives ±1, NaN gives NaN. `y` may be `x`, but must not otherwise
+// overlap it.
+mlak_status mlak_erf_f32(const float *x, float *y, int64_t n);
+
+// Computes `y[i] = tanh(x[i])` for `n` floats with the vector tanh:
+// absolute error at most 1.2e-7 and relative error at most 3e-7 for every
+// finite x. ±inf gives ±1, NaN gives NaN. Aliasing as for `mlak_erf_f32`.
+mlak_status mlak_tanh_f32(const float *x, float *y, int64_t n);
+
+// Applies rotary position embedding to each of `rows` rows (tokens).
+//
+// A row contains `heads` heads of `head_dim` floats back to back, and rows
+// start `x_row_stride` floats apart (at least heads * head_dim). The first
+// `rotary_dim` values of each head (even, at most head_dim) are rotated
+// in pairs and the rest are copied. `layout` is a `mlak_rope_layout`:
+// interleaved pairs (2i, 2i+1) or half-split pairs (i, i + rotary_dim/2).
+// Pair i of a row at position p turns by the angle
+// `p * base^(-2i/rotary_dim)`: (a, b) becomes
+// (a cos - b sin, b cos + a sin). The angles, cosines and sines are
+// computed in double precision, then rounded to float.
+//
+// The position of row r is `position_offset + r`, or
+// `position_offset + positions[r]` when `positions` is not NULL; it then
+// contains `rows` values, each at least 0. `base` must be finite and > 0
+// (10000 in most models), and `position_offset` at least 0. `y` may be
+// `x` with the same stride but must not otherwise overlap it. NaN and
+// infinities propagate through the products.
+mlak_status mlak_rope_f32(const float *x,
+                          int64_t x_row_stride,
+                          float *y,
+                          int64_t y_row_stride,
+                          int64_t rows,
+                          int64_t heads,
+                          int64_t head_dim,
+                          int64_t rotary_dim,
+                          uint32_t layout,
+                          float base,
+                          int64_t position_offset,
+                          const int64_t *positions);
+
 // Routes each token to its `k` most probable experts: `ids[t*k + j]` and
 // `weights[t*k + j]` (`tokens × k`) receive the chosen experts, best
 // first, and their softmax probabilities, divided by the sum over the
@@ -866,6 +1030,10 @@ mlak_status mlak_early_exit_f32(const float *logits,
                                 bool *exit,
                                 mlak_confidence *stats,
                                 int64_t *num_exit);
+
+extern double erf(double x);
+
+extern double erfc(double x);
 
 #ifdef __cplusplus
 }  // extern "C"

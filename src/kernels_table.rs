@@ -6,6 +6,7 @@ use crate::attention::AttentionKernels;
 use crate::dispatch::Isa;
 use crate::entmax::EntmaxKernels;
 use crate::gemm::GemmKernels;
+use crate::glue::GlueKernels;
 use crate::moe::MoeKernels;
 use crate::softmax::SoftmaxKernels;
 
@@ -38,6 +39,7 @@ kernel_tables! {
     entmax: EntmaxKernels,
     moe: MoeKernels,
     attention: AttentionKernels,
+    glue: GlueKernels,
 }
 
 /// Returns the table for `isa`. Callers check `isa_supported` first; a level

@@ -16,6 +16,7 @@ mod entmax;
 mod error;
 mod gemm;
 pub mod ffi;
+mod glue;
 mod kernels_table;
 mod moe;
 pub mod reference;
@@ -35,6 +36,9 @@ pub use entmax::{
 };
 pub use error::{Error, Result, Status};
 pub use gemm::{gemm_mixed, sgemm, sgemm_strided_safe as sgemm_strided, GemmInput, Layout, Transpose};
+pub use glue::activation::{activate, activate_in_place, bias_add_in_place, erf, swiglu, tanh, Activation};
+pub use glue::norm::{add_layernorm, add_rmsnorm, layernorm, rmsnorm, NormParams};
+pub use glue::rope::{rope, rope_in_place, RopeLayout, RopeParams};
 pub use softmax::{
     confidence, early_exit, exp, log_softmax, softmax, softmax_in_place, Confidence, ExitThresholds,
 };

@@ -11,9 +11,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod activation;
 pub mod attention;
 pub mod entmax;
 pub mod gemm;
 pub mod moe;
+pub mod norm;
+pub mod rope;
 pub mod simd;
 pub mod softmax;

@@ -4,6 +4,13 @@ The shared library is found through the MLAK_LIBRARY environment variable,
 else in the repository's target/release or target/debug, else by the system
 loader. Failed calls raise a subclass of MlakError carrying the library's
 message; argument errors also derive from ValueError.
+
+Each kernel family is a small module: :mod:`mlak.softmax` and
+:mod:`mlak.glue` (norms, activations, RoPE), plus :mod:`mlak.gemm` and
+:mod:`mlak.attention` where the loaded library exports them. Checks done in
+Python before a call raise TypeError (not an array, wrong dtype) or
+ValueError (shape, stride, read-only output); the library's own rejections
+raise MlakInvalidArgumentError, which is also a ValueError.
 """
 
 import ctypes
@@ -18,6 +25,9 @@ from ._lib import (
     check,
     lib,
 )
+from .attention import attention
+from .gemm import sgemm
+from .glue import bias_add, erf, gelu, gelu_tanh, layernorm, rmsnorm, rope, silu, swiglu, tanh
 from .softmax import confidence, early_exit, log_softmax, softmax
 
 ISAS = ("scalar", "avx2", "avx512", "neon")
@@ -27,6 +37,14 @@ lib.mlak_isa_supported.argtypes = [ctypes.c_uint32]
 lib.mlak_isa_supported.restype = ctypes.c_bool
 lib.mlak_set_isa_by_name.argtypes = [ctypes.c_char_p]
 lib.mlak_last_dispatched_isa.restype = ctypes.c_int32
+lib.mlak_best_isa.restype = ctypes.c_int
+lib.mlak_cpu_features.restype = ctypes.c_uint64
+lib.mlak_get_num_threads.argtypes = [ctypes.POINTER(ctypes.c_size_t)]
+
+
+def lib_has(name):
+    """Returns whether the loaded library exports the C function `name`."""
+    return hasattr(lib, name)
 
 
 def version():
@@ -60,6 +78,23 @@ def last_dispatched_isa():
     return None if value < 0 else ISAS[value]
 
 
+def best_isa():
+    """Returns the name of the best level this CPU runs."""
+    return ISAS[lib.mlak_best_isa()]
+
+
+def cpu_features():
+    """Returns the detected CPU feature bits (MLAK_CPU_* in mlak.h)."""
+    return int(lib.mlak_cpu_features())
+
+
+def num_threads():
+    """Returns the thread count used for large calls."""
+    value = ctypes.c_size_t()
+    check(lib.mlak_get_num_threads(ctypes.byref(value)))
+    return value.value
+
+
 def set_num_threads(n):
     """Sets the thread count for large calls; 0 restores the default."""
     if n < 0:
@@ -69,7 +104,8 @@ def set_num_threads(n):
 
 __all__ = [
     "MlakAllocationError", "MlakError", "MlakInternalError", "MlakInvalidArgumentError",
-    "MlakNullPointerError", "MlakUnsupportedIsaError", "confidence", "early_exit", "isa",
-    "isa_supported", "last_dispatched_isa", "log_softmax", "set_isa", "set_num_threads",
-    "softmax", "version",
+    "MlakNullPointerError", "MlakUnsupportedIsaError", "attention", "best_isa", "bias_add", "confidence",
+    "cpu_features", "early_exit", "erf", "gelu", "gelu_tanh", "isa", "isa_supported", "lib_has",
+    "last_dispatched_isa", "layernorm", "log_softmax", "num_threads", "rmsnorm", "rope",
+    "set_isa", "set_num_threads", "sgemm", "silu", "softmax", "swiglu", "tanh", "version",
 ]

@@ -1,6 +1,13 @@
-"""Loading of libmlak, status handling and numpy argument checks."""
+"""Loading of libmlak, status handling and numpy argument checks.
+
+The library is searched in this order: the path in ``MLAK_LIBRARY``; the
+repository's ``target/release`` and then ``target/debug``; the system
+loader (``ctypes.util.find_library("mlak")``, then the bare file name,
+which honours ``LD_LIBRARY_PATH``).
+"""
 
 import ctypes
+import ctypes.util
 import os
 from pathlib import Path
 
@@ -56,6 +63,9 @@ def _candidates():
         return
     for profile in ("release", "debug"):
         yield str(_REPO / "target" / profile / "libmlak.so")
+    found = ctypes.util.find_library("mlak")
+    if found:
+        yield found
     yield "libmlak.so"
 
 
@@ -96,6 +106,12 @@ def declare(name, argtypes, restype=ctypes.c_int):
     return fn
 
 
+def has(name):
+    """Returns whether the loaded library exports the C function `name`, so
+    that a family module can wrap an export only where the build has it."""
+    return hasattr(lib, name)
+
+
 F32P = ctypes.POINTER(ctypes.c_float)
 I64 = ctypes.c_int64
 
@@ -124,3 +140,48 @@ def as_rows(name, a, dtype=np.float32, writable=False):
 
 def ptr(a, ctype=ctypes.c_float):
     return a.ctypes.data_as(ctypes.POINTER(ctype))
+
+
+def addr(a):
+    """Returns the data address of `a` as a void pointer, or None for None."""
+    return None if a is None else ctypes.c_void_p(a.ctypes.data)
+
+
+def require_array(name, a, dtype=np.float32):
+    """Checks that `a` is a numpy array of `dtype`; raises TypeError."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} has dtype {a.dtype}; it must be {np.dtype(dtype)}")
+    return a
+
+
+def output(name, out, like):
+    """Returns `out` after checking its type and shape against the array
+    `like`, or a new float32 array of that shape."""
+    if out is None:
+        return np.empty(like.shape, dtype=np.float32)
+    require_array(name, out)
+    if out.shape != like.shape:
+        raise ValueError(f"{name} has shape {out.shape}; it must match {like.shape}")
+    return out
+
+
+def same_shape(name, a, like, like_name):
+    """Checks that `a` is a float32 array with the shape of `like`."""
+    require_array(name, a)
+    if a.shape != like.shape:
+        raise ValueError(f"{name} has shape {a.shape}; it must match {like_name}'s {like.shape}")
+    return a
+
+
+def vector(name, v, n):
+    """Checks an optional contiguous 1-D float32 array of `n` values."""
+    if v is None:
+        return None
+    require_array(name, v)
+    if v.shape != (n,):
+        raise ValueError(f"{name} has shape {v.shape}; it must be ({n},)")
+    if n > 1 and v.strides[0] != v.itemsize:
+        raise ValueError(f"{name} must be contiguous; use numpy.ascontiguousarray")
+    return v

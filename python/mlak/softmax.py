@@ -42,7 +42,7 @@ CONFIDENCE_DTYPE = np.dtype(
 def _map(fn, x, out, temperature):
     x2, xs = as_rows("x", x)
     if out is None:
-        out = np.empty_like(x2)
+        out = np.empty(x.shape, dtype=np.float32)
     y2, ys = as_rows("out", out, writable=True)
     if y2.shape != x2.shape:
         raise ValueError(f"out has shape {out.shape}; it must match x's {x.shape}")

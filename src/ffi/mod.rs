@@ -12,6 +12,7 @@ mod attention;
 mod core;
 mod entmax;
 mod gemm;
+mod glue;
 mod moe;
 mod softmax;
 
@@ -19,6 +20,7 @@ pub use self::attention::*;
 pub use self::core::*;
 pub use self::entmax::*;
 pub use self::gemm::*;
+pub use self::glue::*;
 pub use self::moe::*;
 pub use self::softmax::*;
 

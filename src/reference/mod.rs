@@ -7,5 +7,6 @@
 pub mod attention;
 pub mod entmax;
 pub mod gemm;
+pub mod glue;
 pub mod moe;
 pub mod softmax;

@@ -99,6 +99,17 @@ unsafe impl SimdF32 for Avx2 {
         unsafe { _mm256_div_ps(a, b) }
     }
     #[inline(always)]
+    fn abs(self, a: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token. The mask clears bit 31.
+        unsafe { _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff))) }
+    }
+    #[inline(always)]
+    fn swap_pairs(self, a: __m256) -> __m256 {
+        // SAFETY: AVX is implied by the token. 0b10_11_00_01 picks lanes
+        // (1 0 3 2) within every group of four.
+        unsafe { _mm256_permute_ps::<0b1011_0001>(a) }
+    }
+    #[inline(always)]
     fn fma(self, a: __m256, b: __m256, c: __m256) -> __m256 {
         // SAFETY: FMA is part of the token's contract.
         unsafe { _mm256_fmadd_ps(a, b, c) }

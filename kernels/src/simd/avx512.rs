@@ -95,6 +95,17 @@ unsafe impl SimdF32 for Avx512 {
         unsafe { _mm512_div_ps(a, b) }
     }
     #[inline(always)]
+    fn abs(self, a: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe { _mm512_abs_ps(a) }
+    }
+    #[inline(always)]
+    fn swap_pairs(self, a: __m512) -> __m512 {
+        // SAFETY: AVX-512F is implied by the token. 0b10_11_00_01 picks
+        // lanes (1 0 3 2) within every group of four.
+        unsafe { _mm512_permute_ps::<0b1011_0001>(a) }
+    }
+    #[inline(always)]
     fn fma(self, a: __m512, b: __m512, c: __m512) -> __m512 {
         // SAFETY: AVX-512F is implied by the token.
         unsafe { _mm512_fmadd_ps(a, b, c) }

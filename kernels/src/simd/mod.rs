@@ -11,6 +11,7 @@
 //! the algorithm bodies track NaN with `is_nan` instead of relying on it.
 
 pub mod scalar;
+pub mod special;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
@@ -76,6 +77,12 @@ pub unsafe trait SimdF32: Copy {
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
     /// Lane-wise IEEE division `a / b`, correctly rounded.
     fn div(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise absolute value: clears the sign bit, so NaN stays NaN.
+    fn abs(self, a: Self::V) -> Self::V;
+    /// Swaps each even lane with the odd lane after it: lanes (0 1 2 3 ..)
+    /// become (1 0 3 2 ..). The one-lane scalar token returns `a` unchanged,
+    /// so bodies that pair lanes must handle `LANES == 1` separately.
+    fn swap_pairs(self, a: Self::V) -> Self::V;
     /// `a * b + c`, fused with one rounding on every vector level; the
     /// scalar level rounds twice.
     fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;

@@ -92,6 +92,17 @@ unsafe impl SimdF32 for Neon {
         unsafe { vdivq_f32(a, b) }
     }
     #[inline(always)]
+    fn abs(self, a: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token.
+        unsafe { vabsq_f32(a) }
+    }
+    #[inline(always)]
+    fn swap_pairs(self, a: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is implied by the token. vrev64 reverses the two
+        // 32-bit lanes of each 64-bit half.
+        unsafe { vrev64q_f32(a) }
+    }
+    #[inline(always)]
     fn fma(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
         // SAFETY: NEON is implied by the token. vfmaq_f32(c, a, b) = c + a*b.
         unsafe { vfmaq_f32(c, a, b) }

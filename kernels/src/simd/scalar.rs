@@ -67,6 +67,14 @@ unsafe impl SimdF32 for Scalar {
         a / b
     }
     #[inline(always)]
+    fn abs(self, a: f32) -> f32 {
+        a.abs()
+    }
+    #[inline(always)]
+    fn swap_pairs(self, a: f32) -> f32 {
+        a
+    }
+    #[inline(always)]
     fn fma(self, a: f32, b: f32, c: f32) -> f32 {
         // Two roundings instead of one: the portable baseline has no FMA
         // instruction, and `f32::mul_add` would call libm's software fmaf,

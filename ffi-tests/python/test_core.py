@@ -1,0 +1,83 @@
+"""Library loading, dispatch control and the error mapping."""
+
+import numpy as np
+import pytest
+
+import mlak
+
+
+def test_version_and_best_isa():
+    assert mlak.version() == "0.1.0"
+    assert mlak.best_isa() in mlak.ISAS
+    assert mlak.isa_supported(mlak.best_isa())
+    assert not mlak.isa_supported("sse9")
+
+
+def test_set_isa_rejects_unknown_name():
+    with pytest.raises(mlak.MlakUnsupportedIsaError) as e:
+        mlak.set_isa("sse9")
+    assert e.value.status == 3
+    assert "sse9" in e.value.message
+    assert isinstance(e.value, RuntimeError)
+
+
+def test_set_isa_rejects_non_string():
+    with pytest.raises(TypeError):
+        mlak.set_isa(2)
+
+
+def test_set_isa_and_last_dispatched(isa):
+    assert mlak.isa() == isa
+    mlak.softmax(np.zeros((2, 3), np.float32))
+    assert mlak.last_dispatched_isa() == isa
+
+
+def test_threads_round_trip():
+    mlak.set_num_threads(1)
+    assert mlak.num_threads() == 1
+    mlak.set_num_threads(0)
+    assert mlak.num_threads() >= 1
+    with pytest.raises(ValueError):
+        mlak.set_num_threads(-1)
+
+
+def test_error_classes_carry_status_and_message():
+    x = np.zeros((2, 4), np.float32)
+    with pytest.raises(mlak.MlakInvalidArgumentError) as e:
+        mlak.softmax(x, temperature=0.0)
+    assert e.value.status == 2
+    assert "temperature = 0" in str(e.value)
+    assert isinstance(e.value, ValueError) and isinstance(e.value, mlak.MlakError)
+
+
+def test_library_override_is_honoured(tmp_path):
+    import subprocess
+    import sys
+
+    missing = tmp_path / "libnothere.so"
+    code = "import mlak"
+    env = {"MLAK_LIBRARY": str(missing), "PYTHONPATH": str(mlak.__file__).rsplit("/mlak/", 1)[0]}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "could not be loaded" in r.stderr
+    assert str(missing) in r.stderr
+
+
+def test_partial_overlap_is_rejected():
+    buf = np.zeros(40, np.float32)
+    x = buf[:32].reshape(4, 8)
+    y = buf[4:36].reshape(4, 8)
+    with pytest.raises(mlak.MlakInvalidArgumentError, match="overlaps"):
+        mlak.softmax(x, out=y)
+    with pytest.raises(mlak.MlakInvalidArgumentError, match="overlaps"):
+        mlak.gelu(x, out=y)
+
+
+def test_read_only_output_is_rejected():
+    x = np.zeros((2, 3), np.float32)
+    out = np.zeros((2, 3), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        mlak.softmax(x, out=out)
+    with pytest.raises(ValueError, match="read-only"):
+        mlak.layernorm(x, out=out)
