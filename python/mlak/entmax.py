@@ -74,8 +74,6 @@ def _forward(f32_fn, mixed_fn, x, out, encoding, extra=()):
     dtype, code = _input_code(x, encoding)
     x2, xs = as_rows("x", x, dtype=dtype)
     out, y2, ys = _output(out, x, x2.shape)
-    if out is x and code != DTYPE_F32:
-        raise ValueError("out may be x only for float32 input")
     rows, n = x2.shape
     if code == DTYPE_F32:
         check(f32_fn(ptr(x2), xs, ptr(y2), ys, rows, n, *extra))
