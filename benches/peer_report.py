@@ -307,7 +307,13 @@ def bench_attention(ctx):
             tq = torch.from_numpy(q)
             tk, tv = torch.from_numpy(k.astype(np.float32)), torch.from_numpy(v.astype(np.float32))
 
+            if "enable_gqa" not in (F.scaled_dot_product_attention.__doc__ or ""):
+                # Older torch lacks enable_gqa, so the peer gets K/V heads repeated.
+                tk, tv = tk.repeat_interleave(hq // hkv, dim=1), tv.repeat_interleave(hq // hkv, dim=1)
+
             def peer():
+                if tk.shape[1] == hq:
+                    return F.scaled_dot_product_attention(tq, tk, tv, scale=scale)
                 return F.scaled_dot_product_attention(tq, tk, tv, scale=scale, enable_gqa=True)
 
             got = attention(q, k, v, scale=scale, out=out).copy()
