@@ -75,7 +75,6 @@ class MiniLM:
             mlak.layernorm(self.word[ids[b]], *self.emb_ln, ref.LN_EPS, residual=self.pos_type[:tokens], out=h[seq])
 
         qkv = np.empty((rows, 3 * HIDDEN), np.float32)
-        # Zeroed once: the unfused path leaves padded query rows untouched.
         ctx = np.zeros((rows, HIDDEN), np.float32)
         tmp = np.empty((rows, HIDDEN), np.float32)
         inter = np.empty((rows, FFN), np.float32)
@@ -106,14 +105,10 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.ndarray)
 
 def attention(qkv: np.ndarray, lengths: np.ndarray, tokens: int, out: np.ndarray) -> np.ndarray:
     """Computes multi-head self-attention of the fused QKV rows
-    (batch·tokens, 3·384) into ``out`` (batch·tokens, 384). Keys at or past a
-    sentence's length are masked out; padded query rows get values that
-    pooling ignores."""
-    if mlak.lib_has("mlak_attention"):
-        return fused_attention(qkv, lengths, tokens, out)
-    # NOTE: libraries built without mlak_attention do not use the fused
-    # kernel; they run this per-head GEMM and softmax path instead.
-    return unfused_attention(qkv, lengths, tokens, out)
+    (batch·tokens, 3·384) into ``out`` (batch·tokens, 384) with one fused
+    ``mlak_attention`` call. Keys at or past a sentence's length are masked
+    out; padded query rows get values that pooling ignores."""
+    return fused_attention(qkv, lengths, tokens, out)
 
 
 def heads_view(rows: np.ndarray, tokens: int, first_col: int) -> np.ndarray:
@@ -129,25 +124,6 @@ def fused_attention(qkv, lengths, tokens, out):
     padding mask given as per-sentence key lengths."""
     q, k, v = (heads_view(qkv, tokens, i * HIDDEN) for i in range(3))
     mlak.attention(q, k, v, out=heads_view(out, tokens, 0), kv_lengths=lengths)
-    return out
-
-
-def unfused_attention(qkv, lengths, tokens, out):
-    """The same attention on mlak's GEMM and softmax, one (sentence, head)
-    at a time, for libraries without ``mlak_attention``."""
-    scale = 1.0 / np.sqrt(HEAD_DIM)
-    scores = np.empty((tokens, tokens), np.float32)
-    for b, n in enumerate(int(v) for v in lengths):
-        seq = slice(b * tokens, b * tokens + n)
-        s = scores[:n, :n]
-        for hd in range(HEADS):
-            cols = slice(hd * HEAD_DIM, (hd + 1) * HEAD_DIM)
-            q = qkv[seq, cols]
-            k = qkv[seq, HIDDEN + hd * HEAD_DIM : HIDDEN + (hd + 1) * HEAD_DIM]
-            v = qkv[seq, 2 * HIDDEN + hd * HEAD_DIM : 2 * HIDDEN + (hd + 1) * HEAD_DIM]
-            mlak.sgemm(q, k.T, out=s, alpha=scale)
-            mlak.softmax(s, out=s)
-            mlak.sgemm(s, v, out=out[seq, cols])
     return out
 
 

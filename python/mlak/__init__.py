@@ -5,9 +5,9 @@ else in the repository's target/release or target/debug, else by the system
 loader. Failed calls raise a subclass of MlakError carrying the library's
 message; argument errors also derive from ValueError.
 
-Each kernel family is a small module: :mod:`mlak.softmax` and
-:mod:`mlak.glue` (norms, activations, RoPE), plus :mod:`mlak.gemm` and
-:mod:`mlak.attention` where the loaded library exports them. Checks done in
+Each kernel family is a small module: :mod:`mlak.softmax`, :mod:`mlak.gemm`,
+:mod:`mlak.attention`, :mod:`mlak.entmax`, :mod:`mlak.moe` and
+:mod:`mlak.glue` (norms, activations, RoPE). Checks done in
 Python before a call raise TypeError (not an array, wrong dtype) or
 ValueError (shape, stride, read-only output); the library's own rejections
 raise MlakInvalidArgumentError, which is also a ValueError.
@@ -25,9 +25,12 @@ from ._lib import (
     check,
     lib,
 )
+from . import entmax, moe
 from .attention import attention
+from .entmax import alpha_entmax, alpha_entmax_backward, entmax15, entmax15_backward, sparsemax, sparsemax_backward
 from .gemm import sgemm
 from .glue import bias_add, erf, gelu, gelu_tanh, layernorm, rmsnorm, rope, silu, swiglu, tanh
+from .moe import MoeLayer
 from .softmax import confidence, early_exit, log_softmax, softmax
 
 ISAS = ("scalar", "avx2", "avx512", "neon")
@@ -104,8 +107,10 @@ def set_num_threads(n):
 
 __all__ = [
     "MlakAllocationError", "MlakError", "MlakInternalError", "MlakInvalidArgumentError",
-    "MlakNullPointerError", "MlakUnsupportedIsaError", "attention", "best_isa", "bias_add", "confidence",
+    "MlakNullPointerError", "MlakUnsupportedIsaError", "MoeLayer", "alpha_entmax", "alpha_entmax_backward",
+    "attention", "best_isa", "bias_add", "confidence", "entmax", "entmax15", "entmax15_backward", "moe",
     "cpu_features", "early_exit", "erf", "gelu", "gelu_tanh", "isa", "isa_supported", "lib_has",
     "last_dispatched_isa", "layernorm", "log_softmax", "num_threads", "rmsnorm", "rope",
-    "set_isa", "set_num_threads", "sgemm", "silu", "softmax", "swiglu", "tanh", "version",
+    "set_isa", "set_num_threads", "sgemm", "silu", "softmax", "sparsemax", "sparsemax_backward", "swiglu",
+    "tanh", "version",
 ]
