@@ -31,6 +31,7 @@ use crate::threads::{num_threads, parallel_for, SharedPtr};
 
 type TileFn = unsafe fn(usize, f32, *const f32, *const f32, f32, *mut f32, isize, isize, usize, usize);
 type SkinnyRowsFn = unsafe fn(usize, usize, usize, *const f32, *const f32, usize, *mut f32, usize);
+type SkinnyRowsHalfFn = unsafe fn(usize, usize, usize, *const f32, *const u16, usize, *mut f32, usize);
 type Bf16TileFn = unsafe fn(usize, f32, *const u16, *const u16, f32, *mut f32, isize, isize, usize, usize);
 type SkinnyDotsFn =
     unsafe fn(usize, usize, usize, f32, *const f32, *const f32, usize, f32, *mut f32, isize, isize);
@@ -41,6 +42,8 @@ pub(crate) struct GemmKernels {
     mr: usize,
     nr: usize,
     skinny_rows: SkinnyRowsFn,
+    skinny_rows_f16: SkinnyRowsHalfFn,
+    skinny_rows_bf16: SkinnyRowsHalfFn,
     skinny_dots: SkinnyDotsFn,
     /// Tile kernel for bf16 × bf16 with the same `mr × nr`, where the
     /// level has one; it also needs the AVX512_BF16 feature at run time.
@@ -48,13 +51,15 @@ pub(crate) struct GemmKernels {
 }
 
 macro_rules! gemm_table {
-    ($module:ident, $tile:ident, $rows:ident, $dots:ident) => {{
+    ($module:ident, $tile:ident, $rows:ident, $dots:ident, $rows_f16:ident, $rows_bf16:ident) => {{
         use mlak_kernels::gemm::$module as k;
         GemmKernels {
             tile: k::$tile,
             mr: k::MR,
             nr: k::NR,
             skinny_rows: k::$rows,
+            skinny_rows_f16: k::$rows_f16,
+            skinny_rows_bf16: k::$rows_bf16,
             skinny_dots: k::$dots,
             bf16_tile: None,
         }
@@ -63,18 +68,46 @@ macro_rules! gemm_table {
 
 impl GemmKernels {
     pub(crate) const SCALAR: Self =
-        gemm_table!(scalar, f32_gemm_4x4_scalar, f32_gemm_skinny_rows_scalar, f32_gemm_skinny_dots_scalar);
+        gemm_table!(
+            scalar,
+            f32_gemm_4x4_scalar,
+            f32_gemm_skinny_rows_scalar,
+            f32_gemm_skinny_dots_scalar,
+            f16_gemm_skinny_rows_scalar,
+            bf16_gemm_skinny_rows_scalar
+        );
     #[cfg(target_arch = "x86_64")]
     pub(crate) const AVX2: Self =
-        gemm_table!(avx2, f32_gemm_6x16_avx2, f32_gemm_skinny_rows_avx2, f32_gemm_skinny_dots_avx2);
+        gemm_table!(
+            avx2,
+            f32_gemm_6x16_avx2,
+            f32_gemm_skinny_rows_avx2,
+            f32_gemm_skinny_dots_avx2,
+            f16_gemm_skinny_rows_avx2,
+            bf16_gemm_skinny_rows_avx2
+        );
     #[cfg(target_arch = "x86_64")]
     pub(crate) const AVX512: Self = GemmKernels {
         bf16_tile: Some(mlak_kernels::gemm::avx512::bf16_gemm_12x32_avx512bf16),
-        ..gemm_table!(avx512, f32_gemm_12x32_avx512, f32_gemm_skinny_rows_avx512, f32_gemm_skinny_dots_avx512)
+        ..gemm_table!(
+            avx512,
+            f32_gemm_12x32_avx512,
+            f32_gemm_skinny_rows_avx512,
+            f32_gemm_skinny_dots_avx512,
+            f16_gemm_skinny_rows_avx512,
+            bf16_gemm_skinny_rows_avx512
+        )
     };
     #[cfg(target_arch = "aarch64")]
     pub(crate) const NEON: Self =
-        gemm_table!(neon, f32_gemm_8x12_neon, f32_gemm_skinny_rows_neon, f32_gemm_skinny_dots_neon);
+        gemm_table!(
+            neon,
+            f32_gemm_8x12_neon,
+            f32_gemm_skinny_rows_neon,
+            f32_gemm_skinny_dots_neon,
+            f16_gemm_skinny_rows_neon,
+            bf16_gemm_skinny_rows_neon
+        );
 }
 
 /// Largest small dimension that takes the skinny path.
@@ -246,12 +279,7 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
         let f32_b = q.b.dtype == Dtype::F32;
         if unit(q.b.cs) && unit(q.cs_c) && q.b.rs >= 0 && q.rs_c >= 0 {
             // SAFETY: forwarded contract.
-            unsafe {
-                match f32_b {
-                    true => skinny_rows(table, &q, threads)?,
-                    false => skinny_rows_widened(table, &q)?,
-                }
-            };
+            unsafe { skinny_rows(table, &q, threads)? };
             return Ok(Some(()));
         }
         if unit(q.b.rs) && q.b.cs >= 0 {
@@ -273,8 +301,8 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
 const SKINNY_STRIP: usize = 64;
 
 /// Skinny path with row-contiguous B and C: C is scaled by beta, A is
-/// copied k-major and scaled by alpha, and the kernel streams B and
-/// accumulates into C.
+/// copied k-major and scaled by alpha, and the kernel streams B (f32, or
+/// f16/bf16 widened on load) and accumulates into C.
 ///
 /// # Safety
 ///
@@ -290,26 +318,32 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
     // SAFETY: C is valid by the caller's contract; beta = 0 writes zeros
     // without reading it.
     unsafe { scale_c(p.m, p.n, p.beta, p.c.get(), p.rs_c, p.cs_c) };
-    let f = table.skinny_rows;
     let strips = p.n.div_ceil(SKINNY_STRIP);
     let min_strips = strips.div_ceil(p.threads(threads));
-    let (a_km, b, c) = (a_km.as_ptr() as usize, p.b.ptr.cast::<f32>() as usize, p.c);
+    let (a_km, b, c) = (a_km.as_ptr() as usize, p.b.ptr as usize, p.c);
+    let half = match p.b.dtype {
+        Dtype::F32 => None,
+        Dtype::F16 => Some(table.skinny_rows_f16),
+        Dtype::Bf16 => Some(table.skinny_rows_bf16),
+    };
     parallel_for(strips, min_strips, threads, |range| {
         let j0 = range.start * SKINNY_STRIP;
         let j1 = (range.end * SKINNY_STRIP).min(p.n);
-        // SAFETY: columns j0 .. j1 of B and C are inside the matrices, and
-        // each worker writes a disjoint column range of C.
+        let (a, rs_b, c_strip) = (a_km as *const f32, p.b.rs as usize, c.get());
+        // SAFETY: columns j0 .. j1 of B and C are inside the matrices, B's
+        // element type matches the kernel chosen above, and each worker
+        // writes a disjoint column range of C.
         unsafe {
-            f(
-                p.m,
-                j1 - j0,
-                p.k,
-                a_km as *const f32,
-                (b as *const f32).add(j0),
-                p.b.rs as usize,
-                c.get().add(j0),
-                p.rs_c as usize,
-            )
+            match half {
+                None => {
+                    let b = (b as *const f32).add(j0);
+                    (table.skinny_rows)(p.m, j1 - j0, p.k, a, b, rs_b, c_strip.add(j0), p.rs_c as usize)
+                }
+                Some(f) => {
+                    let b = (b as *const u16).add(j0);
+                    f(p.m, j1 - j0, p.k, a, b, rs_b, c_strip.add(j0), p.rs_c as usize)
+                }
+            }
         };
     });
     Ok(())
@@ -554,41 +588,6 @@ unsafe fn widen_run(src: *const u8, dtype: Dtype, len: usize, dst: &mut [f32]) {
             Dtype::Bf16 => std::slice::from_raw_parts(src.cast::<half::bf16>(), len).convert_to_f32_slice(&mut dst[..len]),
         }
     }
-}
-
-/// Skinny axpy form for an f16 or bf16 B: rows of B are widened to f32 in
-/// blocks of depth, each block then streamed by the f32 kernel.
-///
-/// NOTE: runs on one thread, since the conversion buffer is shared.
-///
-/// # Safety
-///
-/// As for [`skinny_rows`].
-unsafe fn skinny_rows_widened(table: &GemmKernels, p: &Problem) -> Result<()> {
-    let kb = (WIDEN_CHUNK / p.n).clamp(8, p.k.max(8));
-    let mut a_km = workspace(p.m * p.k)?;
-    let mut buf = workspace(kb.min(p.k) * p.n)?;
-    // SAFETY: Aᵀ (k × m) is the caller's A, read element by element.
-    unsafe { pack::copy_dense(p.a.t(), p.k, p.m, &mut a_km) };
-    if p.alpha != 1.0 {
-        a_km.iter_mut().for_each(|x| *x *= p.alpha);
-    }
-    // SAFETY: C is valid by the caller's contract; beta = 0 writes zeros
-    // without reading it.
-    unsafe { scale_c(p.m, p.n, p.beta, p.c.get(), p.rs_c, p.cs_c) };
-    for p0 in (0..p.k).step_by(kb) {
-        let rows = kb.min(p.k - p0);
-        for r in 0..rows {
-            // SAFETY: row p0 + r of B has n contiguous elements.
-            unsafe { widen_run(p.b.at(p0 + r, 0).ptr, p.b.dtype, p.n, &mut buf[r * p.n..]) };
-        }
-        // SAFETY: the widened rows are k-rows p0 .. p0 + rows of B, paired
-        // with the matching rows of the k-major A copy; C is row-contiguous.
-        unsafe {
-            (table.skinny_rows)(p.m, p.n, rows, a_km.as_ptr().add(p0 * p.m), buf.as_ptr(), p.n, p.c.get(), p.rs_c as usize)
-        };
-    }
-    Ok(())
 }
 
 /// Skinny dot form for an f16 or bf16 B: columns of B are widened to f32

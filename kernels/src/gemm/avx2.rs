@@ -11,5 +11,7 @@ super::gemm_kernels!(
     dot_rows = 2,
     f32_gemm_6x16_avx2,
     f32_gemm_skinny_rows_avx2,
-    f32_gemm_skinny_dots_avx2
+    f32_gemm_skinny_dots_avx2,
+    f16_gemm_skinny_rows_avx2,
+    bf16_gemm_skinny_rows_avx2
 );

@@ -16,6 +16,7 @@
 //! zeros, so the kernel always multiplies a full tile and only the store is
 //! clipped to `m × n`.
 
+use crate::attention::KvElem;
 use crate::simd::SimdF32;
 
 #[cfg(target_arch = "x86_64")]
@@ -192,6 +193,8 @@ unsafe fn tile_step<S: SimdF32, const MR: usize, const NV: usize>(
 /// `C[i, j] += Σ_p A[i, p] · B[p, j]` for `i < m`, `j < n`, where A is
 /// packed k-major (`a[p * m + i]`, any scaling by alpha already applied),
 /// `B[p, j]` is at `b[p * rs_b + j]` and `C[i, j]` at `c[i * rs_c + j]`.
+/// B's element type `E` is f32, f16 or bf16, widened to f32 as it is
+/// loaded, so half-precision B streams half the bytes.
 ///
 /// B is streamed once, row by row, in blocks of `SKINNY_C_FLOATS / m`
 /// columns (at least [`SKINNY_MIN_COLS`]) and 8 rows at a time; each block
@@ -206,13 +209,13 @@ unsafe fn tile_step<S: SimdF32, const MR: usize, const NV: usize>(
 /// `i < m`, `j < n`; C overlaps neither A nor B.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn skinny_rows<S: SimdF32>(
+pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
     s: S,
     m: usize,
     n: usize,
     k: usize,
     a: *const f32,
-    b: *const f32,
+    b: *const E,
     rs_b: usize,
     c: *mut f32,
     rs_c: usize,
@@ -236,7 +239,7 @@ pub unsafe fn skinny_rows<S: SimdF32>(
                     let zero = s.splat(0.0);
                     let mut bv = [zero; P];
                     for (q, slot) in bv.iter_mut().enumerate().take(pb) {
-                        *slot = load_part(s, b.add((p + q) * rs_b + col), nl);
+                        *slot = load_part_elem(s, b.add((p + q) * rs_b + col), nl);
                     }
                     for i in 0..m {
                         let ci = c.add(i * rs_c + col);
@@ -283,6 +286,24 @@ unsafe fn load_part<S: SimdF32>(s: S, p: *const f32, nl: usize) -> S::V {
             s.load(p)
         } else {
             s.load_tail(p, nl, 0.0)
+        }
+    }
+}
+
+/// Loads `nl <= LANES` elements of type `E` from `p` as f32, the rest of
+/// the lanes 0.
+///
+/// # Safety
+///
+/// `p .. p + nl` is readable.
+#[inline(always)]
+unsafe fn load_part_elem<S: SimdF32, E: KvElem>(s: S, p: *const E, nl: usize) -> S::V {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if nl == S::LANES {
+            E::load(s, p)
+        } else {
+            E::load_tail(s, p, nl)
         }
     }
 }
@@ -402,7 +423,8 @@ pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
 macro_rules! gemm_kernels {
     (
         $token:ty, [$($feature:literal),*], tile = $mr:literal x $nv:literal,
-        dot_rows = $dot_rows:literal, $tile:ident, $rows:ident, $dots:ident
+        dot_rows = $dot_rows:literal, $tile:ident, $rows:ident, $dots:ident,
+        $rows_f16:ident, $rows_bf16:ident
     ) => {
         /// Register tile height (rows of A per micro-panel).
         pub const MR: usize = $mr;
@@ -455,6 +477,54 @@ macro_rules! gemm_kernels {
             rs_c: usize,
         ) {
             // SAFETY: the caller guarantees the ISA and the contract.
+            unsafe { crate::gemm::skinny_rows(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c) }
+        }
+
+        /// As the f32 skinny kernel, with B in IEEE binary16 (bit patterns)
+        /// widened on load; `rs_b` counts f16 elements.
+        ///
+        /// # Safety
+        ///
+        /// As for `skinny_rows`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $rows_f16(
+            m: usize,
+            n: usize,
+            k: usize,
+            a: *const f32,
+            b: *const u16,
+            rs_b: usize,
+            c: *mut f32,
+            rs_c: usize,
+        ) {
+            let b = b.cast::<crate::attention::F16Bits>();
+            // SAFETY: the caller guarantees the ISA and the contract; F16Bits
+            // is a transparent u16.
+            unsafe { crate::gemm::skinny_rows(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c) }
+        }
+
+        /// As the f32 skinny kernel, with B in bfloat16 (bit patterns)
+        /// widened on load; `rs_b` counts bf16 elements.
+        ///
+        /// # Safety
+        ///
+        /// As for `skinny_rows`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $rows_bf16(
+            m: usize,
+            n: usize,
+            k: usize,
+            a: *const f32,
+            b: *const u16,
+            rs_b: usize,
+            c: *mut f32,
+            rs_c: usize,
+        ) {
+            let b = b.cast::<crate::attention::Bf16Bits>();
+            // SAFETY: the caller guarantees the ISA and the contract; Bf16Bits
+            // is a transparent u16.
             unsafe { crate::gemm::skinny_rows(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c) }
         }
 

@@ -11,5 +11,7 @@ super::gemm_kernels!(
     dot_rows = 4,
     f32_gemm_8x12_neon,
     f32_gemm_skinny_rows_neon,
-    f32_gemm_skinny_dots_neon
+    f32_gemm_skinny_dots_neon,
+    f16_gemm_skinny_rows_neon,
+    bf16_gemm_skinny_rows_neon
 );

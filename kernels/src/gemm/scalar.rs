@@ -10,5 +10,7 @@ super::gemm_kernels!(
     dot_rows = 2,
     f32_gemm_4x4_scalar,
     f32_gemm_skinny_rows_scalar,
-    f32_gemm_skinny_dots_scalar
+    f32_gemm_skinny_dots_scalar,
+    f16_gemm_skinny_rows_scalar,
+    bf16_gemm_skinny_rows_scalar
 );
