@@ -318,6 +318,7 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
     // SAFETY: C is valid by the caller's contract; beta = 0 writes zeros
     // without reading it.
     unsafe { scale_c(p.m, p.n, p.beta, p.c.get(), p.rs_c, p.cs_c) };
+
     let strips = p.n.div_ceil(SKINNY_STRIP);
     let min_strips = strips.div_ceil(p.threads(threads));
     let (a_km, b, c) = (a_km.as_ptr() as usize, p.b.ptr as usize, p.c);
@@ -326,6 +327,7 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
         Dtype::F16 => Some(table.skinny_rows_f16),
         Dtype::Bf16 => Some(table.skinny_rows_bf16),
     };
+
     parallel_for(strips, min_strips, threads, |range| {
         let j0 = range.start * SKINNY_STRIP;
         let j1 = (range.end * SKINNY_STRIP).min(p.n);
