@@ -192,7 +192,8 @@ static void invalid_calls(void) {
     /* A valid call afterwards resets INFO to 0. */
     float one = 1.0f, out = 0.0f;
     cblas_sgemm(R, N, N, 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &out, 1);
-    CHECK(mlak_blas_last_error_parameter() == 0 && out == 1.0f, "cblas valid call after an error");
+    CHECK(mlak_blas_last_error_parameter() == 0, "cblas valid call after an error keeps a stale parameter");
+    CHECK(out == 1.0f, "cblas valid call after an error computes 1 x 1");
 
     /* NULL C with a non-empty result (beyond reference CBLAS). */
     cblas_sgemm(R, N, N, 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, NULL, 1);
@@ -214,9 +215,13 @@ static void native_calls(void) {
     /* A 2x3 row-major, B 3x2 row-major, C 2x2 row-major. */
     mlak_status s = mlak_sgemm(2, 2, 3, 1.0f, a, 3, 1, b, 2, 1, 0.0f, c, 2, 1);
     CHECK(s == MLAK_STATUS_OK, "mlak_sgemm status");
-    CHECK(c[0] == 4 && c[1] == 5 && c[2] == 10 && c[3] == 11, "mlak_sgemm values with NaN C and beta 0");
+    CHECK(c[0] == 4, "mlak_sgemm C[0] with NaN C and beta 0");
+    CHECK(c[1] == 5, "mlak_sgemm C[1] with NaN C and beta 0");
+    CHECK(c[2] == 10, "mlak_sgemm C[2] with NaN C and beta 0");
+    CHECK(c[3] == 11, "mlak_sgemm C[3] with NaN C and beta 0");
     s = mlak_sgemm(-1, 2, 3, 1.0f, a, 3, 1, b, 2, 1, 0.0f, c, 2, 1);
-    CHECK(s == MLAK_STATUS_INVALID_ARGUMENT && c[0] == 4, "mlak_sgemm negative m rejected");
+    CHECK(s == MLAK_STATUS_INVALID_ARGUMENT, "mlak_sgemm negative m rejected");
+    CHECK(c[0] == 4, "mlak_sgemm negative m leaves C untouched");
     s = mlak_sgemm(2, 2, 3, 1.0f, NULL, 3, 1, b, 2, 1, 0.0f, c, 2, 1);
     CHECK(s == MLAK_STATUS_NULL_POINTER, "mlak_sgemm NULL a rejected");
     s = mlak_sgemm(2, 2, 3, 1.0f, a, 3, 1, b, 2, 1, 0.0f, (float *)a, 2, 1);
@@ -233,7 +238,9 @@ static void native_calls(void) {
         abf[i] = (uint16_t)(bits >> 16);
     }
     s = mlak_gemm_mixed(2, 2, 3, 1.0f, abf, MLAK_DTYPE_BF16, 3, 1, b, MLAK_DTYPE_F32, 2, 1, 0.0f, c, 2, 1);
-    CHECK(s == MLAK_STATUS_OK && c[0] == 4 && c[3] == 11, "mlak_gemm_mixed bf16 x f32");
+    CHECK(s == MLAK_STATUS_OK, "mlak_gemm_mixed bf16 x f32 status");
+    CHECK(c[0] == 4, "mlak_gemm_mixed bf16 x f32 C[0]");
+    CHECK(c[3] == 11, "mlak_gemm_mixed bf16 x f32 C[3]");
     s = mlak_gemm_mixed(2, 2, 3, 1.0f, abf, 9, 3, 1, b, MLAK_DTYPE_F32, 2, 1, 0.0f, c, 2, 1);
     CHECK(s == MLAK_STATUS_INVALID_ARGUMENT, "mlak_gemm_mixed unknown dtype rejected");
 }

@@ -100,7 +100,7 @@ unsafe fn project(
         Weights::F32(w) => {
             let wp = w[offset..offset + rows * depth].as_ptr();
             if n <= SKINNY_MAX_TOKENS {
-                // SAFETY: wp holds rows·depth values; x and y address n rows
+                // SAFETY: wp addresses rows·depth values; x and y address n rows
                 // as the caller guarantees.
                 unsafe { (k.skinny)(x, x_stride, n, wp, depth, rows, depth, y, y_stride) };
                 return Ok(());

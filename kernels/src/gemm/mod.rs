@@ -458,75 +458,18 @@ macro_rules! gemm_kernels {
             }
         }
 
-        /// Skinny accumulation with row-contiguous B; see
-        /// [`skinny_rows`](crate::gemm::skinny_rows).
-        ///
-        /// # Safety
-        ///
-        /// As for `skinny_rows`, and the CPU runs this instruction set.
-        $(#[target_feature(enable = $feature)])*
-        #[allow(clippy::too_many_arguments)]
-        pub unsafe fn $rows(
-            m: usize,
-            n: usize,
-            k: usize,
-            a: *const f32,
-            b: *const f32,
-            rs_b: usize,
-            c: *mut f32,
-            rs_c: usize,
-        ) {
-            // SAFETY: the caller guarantees the ISA and the contract.
-            unsafe { crate::gemm::skinny_rows(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c) }
-        }
-
-        /// As the f32 skinny kernel, with B in IEEE binary16 (bit patterns)
-        /// widened on load; `rs_b` counts f16 elements.
-        ///
-        /// # Safety
-        ///
-        /// As for `skinny_rows`, and the CPU runs this instruction set.
-        $(#[target_feature(enable = $feature)])*
-        #[allow(clippy::too_many_arguments)]
-        pub unsafe fn $rows_f16(
-            m: usize,
-            n: usize,
-            k: usize,
-            a: *const f32,
-            b: *const u16,
-            rs_b: usize,
-            c: *mut f32,
-            rs_c: usize,
-        ) {
-            let b = b.cast::<crate::attention::F16Bits>();
-            // SAFETY: the caller guarantees the ISA and the contract; F16Bits
-            // is a transparent u16.
-            unsafe { crate::gemm::skinny_rows(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c) }
-        }
-
-        /// As the f32 skinny kernel, with B in bfloat16 (bit patterns)
-        /// widened on load; `rs_b` counts bf16 elements.
-        ///
-        /// # Safety
-        ///
-        /// As for `skinny_rows`, and the CPU runs this instruction set.
-        $(#[target_feature(enable = $feature)])*
-        #[allow(clippy::too_many_arguments)]
-        pub unsafe fn $rows_bf16(
-            m: usize,
-            n: usize,
-            k: usize,
-            a: *const f32,
-            b: *const u16,
-            rs_b: usize,
-            c: *mut f32,
-            rs_c: usize,
-        ) {
-            let b = b.cast::<crate::attention::Bf16Bits>();
-            // SAFETY: the caller guarantees the ISA and the contract; Bf16Bits
-            // is a transparent u16.
-            unsafe { crate::gemm::skinny_rows(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c) }
-        }
+        crate::gemm::skinny_rows_entry!(
+            $token, [$($feature),*], $rows, f32, f32,
+            "Skinny accumulation with row-contiguous f32 B; see [`skinny_rows`](crate::gemm::skinny_rows)."
+        );
+        crate::gemm::skinny_rows_entry!(
+            $token, [$($feature),*], $rows_f16, u16, crate::attention::F16Bits,
+            "As the f32 skinny kernel, with B in IEEE binary16 bit patterns widened on load; `rs_b` counts f16 elements."
+        );
+        crate::gemm::skinny_rows_entry!(
+            $token, [$($feature),*], $rows_bf16, u16, crate::attention::Bf16Bits,
+            "As the f32 skinny kernel, with B in bfloat16 bit patterns widened on load; `rs_b` counts bf16 elements."
+        );
 
         /// Skinny product with column-contiguous B; see
         /// [`skinny_dots`](crate::gemm::skinny_dots).
@@ -559,3 +502,33 @@ macro_rules! gemm_kernels {
     };
 }
 pub(crate) use gemm_kernels;
+
+/// Expands one skinny-rows entry point whose B elements are `$bits` in the
+/// C ABI and `$elem` (a [`KvElem`] with the same layout) in the body.
+macro_rules! skinny_rows_entry {
+    ($token:ty, [$($feature:literal),*], $name:ident, $bits:ty, $elem:ty, $doc:literal) => {
+        #[doc = $doc]
+        ///
+        /// # Safety
+        ///
+        /// As for `skinny_rows`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $name(
+            m: usize,
+            n: usize,
+            k: usize,
+            a: *const f32,
+            b: *const $bits,
+            rs_b: usize,
+            c: *mut f32,
+            rs_c: usize,
+        ) {
+            let b = b.cast::<$elem>();
+            // SAFETY: the caller guarantees the ISA and the contract; `$elem`
+            // has the layout of `$bits`.
+            unsafe { crate::gemm::skinny_rows(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c) }
+        }
+    };
+}
+pub(crate) use skinny_rows_entry;
