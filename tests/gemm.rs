@@ -332,6 +332,26 @@ macro_rules! isa_suite {
             }
 
             #[test]
+            fn medium_rows_transposed_b() {
+                on_isa(ISA, || {
+                    let mut rng = Rng::new(16);
+                    // x·Wᵀ with W row-major takes the dot form up to 128
+                    // rows; depth 1500 at 100 or more rows splits into
+                    // depth blocks on a 1 MiB L2, and 129 rows falls back
+                    // to the packed path.
+                    for m in [17usize, 33, 64, 100, 128, 129] {
+                        for k in [1usize, 257, 1500] {
+                            let shape = (m, 70, k);
+                            run_blas_case(&mut rng, Layout::RowMajor, Transpose::No, Transpose::Yes, shape, -0.75, 0.5, 1, false);
+                            run_blas_case(&mut rng, Layout::RowMajor, Transpose::No, Transpose::Yes, shape, 1.0, 0.0, 0, true);
+                            run_blas_case(&mut rng, Layout::ColMajor, Transpose::Yes, Transpose::No, shape, 1.0, 0.0, 2, true);
+                            assert_ran(ISA);
+                        }
+                    }
+                });
+            }
+
+            #[test]
             fn threaded_products() {
                 on_isa(ISA, || {
                     mlak::set_num_threads(0);

@@ -7,6 +7,9 @@
 //!   multiplied by the register-tile kernel of the dispatch level;
 //! - the skinny path for m or n in 1..=16: the small operand is copied
 //!   dense and the large one is streamed unpacked, once per column strip.
+//!   Its dot form serves a B with contiguous columns (x·Wᵀ with W stored
+//!   row-major), and it also takes m up to [`DOTS_MAX_ROWS`] when those
+//!   rows of A fit in L2.
 //!
 //! Semantics shared by both: β = 0 never reads C, so NaN in C does not
 //! leak; α = 0 or k = 0 skips A·B and gives β·C; m = 0 or n = 0 touches
@@ -21,7 +24,7 @@ pub(crate) use api::{
     check_output_strides as api_check_output_strides, extent as api_extent, op_strides as api_op_strides,
     stored_width as api_stored_width,
 };
-pub(crate) use blocking::{blocking_for, cache_sizes};
+pub(crate) use blocking::{blocking_for, cache_sizes, CacheSizes};
 pub(crate) use pack::Operand;
 
 use crate::dispatch::kernels;
@@ -273,10 +276,21 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
     let unit = |x: isize| x == 1;
     let candidates = [*p, p.t()];
     for q in candidates {
-        if q.m > SKINNY_MAX || q.n <= SKINNY_MAX {
+        if q.n <= SKINNY_MAX {
             continue;
         }
         let f32_b = q.b.dtype == Dtype::F32;
+        if q.m > SKINNY_MAX {
+            // Medium m with column-contiguous f32 B, the x·Wᵀ of a linear
+            // layer: the dot form reads each column of B once and needs no
+            // packing, which the packed path cannot amortize over few rows.
+            if f32_b && unit(q.b.rs) && q.b.cs >= 0 && q.m <= dots_max_rows(cache_sizes()) {
+                // SAFETY: forwarded contract.
+                unsafe { skinny_dots(table, &q, threads)? };
+                return Ok(Some(()));
+            }
+            continue;
+        }
         if unit(q.b.cs) && unit(q.cs_c) && q.b.rs >= 0 && q.rs_c >= 0 {
             // SAFETY: forwarded contract.
             unsafe { skinny_rows(table, &q, threads)? };
@@ -351,41 +365,74 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
     Ok(())
 }
 
-/// Skinny path with column-contiguous B: A is copied row-major and each
-/// output is a dot product along k.
+/// Shortest depth block of the dot form: below it the per-block
+/// reductions and C updates stop being small next to the dot products.
+const DOTS_MIN_DEPTH: usize = 256;
+
+/// Rows beyond which the packed path beats the dot form even when A fits
+/// in L2: its packing of B is then spread over enough rows. Measured on
+/// one AVX-512 machine (1 MiB L2), where the crossover for x·Wᵀ with n
+/// and k of 512 and 1024 lies between 128 and 256 rows.
+const DOTS_MAX_ROWS: usize = 128;
+
+/// Returns the largest m that takes the dot form beyond [`SKINNY_MAX`]. It
+/// is at most [`DOTS_MAX_ROWS`]. The kernel rereads the rows of A for every
+/// 4 columns of B, so one depth block of [`DOTS_MIN_DEPTH`] must fit in
+/// half of L2.
+fn dots_max_rows(caches: CacheSizes) -> usize {
+    (caches.l2 / 2 / (DOTS_MIN_DEPTH * 4)).min(DOTS_MAX_ROWS)
+}
+
+/// Returns the depth block of the dot form for m rows: the deepest
+/// multiple of 64 whose m rows of A fit in half of L2, but at least
+/// [`DOTS_MIN_DEPTH`].
+fn dots_depth(caches: CacheSizes, m: usize) -> usize {
+    (caches.l2 / 2 / (m.max(1) * 4) / 64 * 64).max(DOTS_MIN_DEPTH)
+}
+
+/// Skinny path with column-contiguous B: each output is a dot product
+/// along k. The depth runs in blocks whose rows of A, copied row-major,
+/// fit in half of L2; later blocks add to the C that earlier ones wrote.
 ///
 /// # Safety
 ///
 /// As for [`gemm_strided`], with `b.rs == 1` and non-negative `b.cs`.
 unsafe fn skinny_dots(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()> {
-    let mut a_rm = workspace(p.m * p.k)?;
-    // SAFETY: A (m × k) is read element by element.
-    unsafe { pack::copy_dense(p.a, p.m, p.k, &mut a_rm) };
+    let kc = dots_depth(cache_sizes(), p.m).min(p.k);
+    let mut a_rm = workspace(p.m * kc)?;
     let f = table.skinny_dots;
     let strips = p.n.div_ceil(SKINNY_STRIP);
     let min_strips = strips.div_ceil(p.threads(threads));
-    let (a_rm, b, c) = (a_rm.as_ptr() as usize, p.b.ptr.cast::<f32>() as usize, p.c);
-    parallel_for(strips, min_strips, threads, |range| {
-        let j0 = range.start * SKINNY_STRIP;
-        let j1 = (range.end * SKINNY_STRIP).min(p.n);
-        // SAFETY: columns j0 .. j1 of B and C are inside the matrices, and
-        // each worker writes a disjoint column range of C.
-        unsafe {
-            f(
-                p.m,
-                j1 - j0,
-                p.k,
-                p.alpha,
-                a_rm as *const f32,
-                (b as *const f32).offset(j0 as isize * p.b.cs),
-                p.b.cs as usize,
-                p.beta,
-                c.get().offset(j0 as isize * p.cs_c),
-                p.rs_c,
-                p.cs_c,
-            )
-        };
-    });
+    for pc in (0..p.k).step_by(kc) {
+        let kb = kc.min(p.k - pc);
+        let beta = if pc == 0 { p.beta } else { 1.0 };
+        // SAFETY: columns pc .. pc + kb of A (m × k) are read element by
+        // element, and a_rm has room for m · kc floats.
+        unsafe { pack::copy_dense(p.a.at(0, pc), p.m, kb, &mut a_rm) };
+        let (a, b, c) = (a_rm.as_ptr() as usize, p.b.ptr.cast::<f32>() as usize, p.c);
+        parallel_for(strips, min_strips, threads, |range| {
+            let j0 = range.start * SKINNY_STRIP;
+            let j1 = (range.end * SKINNY_STRIP).min(p.n);
+            // SAFETY: columns j0 .. j1 and depth pc .. pc + kb of B, and
+            // columns j0 .. j1 of C, are inside the matrices; each worker
+            // writes a disjoint column range of C.
+            unsafe {
+                f(
+                    p.m,
+                    j1 - j0,
+                    kb,
+                    p.alpha,
+                    a as *const f32,
+                    (b as *const f32).offset(j0 as isize * p.b.cs).add(pc),
+                    p.b.cs as usize,
+                    beta,
+                    c.get().offset(j0 as isize * p.cs_c),
+                    p.rs_c,
+                    p.cs_c,
+                )
+            };
+        });
+    }
     Ok(())
 }
 

@@ -97,11 +97,57 @@ unsafe fn pack_typed<T: Widen>(src: Operand, rows: usize, cols: usize, w: usize,
             }
             continue;
         }
+        if src.cs == 1 {
+            // SAFETY: rows i0 .. i0 + h of the block are readable, each
+            // contiguous over its `cols` columns.
+            unsafe { pack_panel_transposed::<T>(p.offset(i0 as isize * src.rs), src.rs, h, cols, w, chunk) };
+            continue;
+        }
         for j in 0..cols {
             let col = &mut chunk[j * w..(j + 1) * w];
             for (r, slot) in col.iter_mut().enumerate() {
                 *slot = if r < h { get(i0 + r, j) } else { 0.0 };
             }
+        }
+    }
+}
+
+/// Columns per step of [`pack_panel_transposed`]: eight contiguous values
+/// of each source row, which the compiler loads as one vector.
+const TRANSPOSE_COLS: usize = 8;
+
+/// Packs one panel of `h <= w` rows whose columns are contiguous (row r at
+/// `src + r·rs`, column stride 1): `dst[j·w + r]` gets element (r, j), and
+/// rows `h .. w` get zeros. The columns go in steps of
+/// [`TRANSPOSE_COLS`], so each source row is read in short contiguous runs
+/// while the panel's `w` rows stay in L1.
+///
+/// # Safety
+///
+/// `src.offset(r·rs + j)` is readable for `r < h`, `j < cols`, and `dst`
+/// has room for `w · cols` floats.
+#[inline(always)]
+unsafe fn pack_panel_transposed<T: Widen>(src: *const T, rs: isize, h: usize, cols: usize, w: usize, dst: &mut [f32]) {
+    debug_assert!(h <= w && dst.len() >= w * cols);
+    let full = cols / TRANSPOSE_COLS * TRANSPOSE_COLS;
+    for j0 in (0..full).step_by(TRANSPOSE_COLS) {
+        let block = &mut dst[j0 * w..(j0 + TRANSPOSE_COLS) * w];
+        for r in 0..h {
+            // SAFETY: columns j0 .. j0 + 8 of row r are inside the block.
+            let run = unsafe { src.offset(r as isize * rs).add(j0).cast::<[T; TRANSPOSE_COLS]>().read_unaligned() };
+            for (c, v) in run.into_iter().enumerate() {
+                block[c * w + r] = v.widen();
+            }
+        }
+        for c in 0..TRANSPOSE_COLS {
+            block[c * w + h..(c + 1) * w].fill(0.0);
+        }
+    }
+    for j in full..cols {
+        let col = &mut dst[j * w..(j + 1) * w];
+        for (r, slot) in col.iter_mut().enumerate() {
+            // SAFETY: column j of row r is inside the block.
+            *slot = if r < h { unsafe { src.offset(r as isize * rs).add(j).read_unaligned().widen() } } else { 0.0 };
         }
     }
 }

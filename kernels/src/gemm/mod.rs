@@ -320,8 +320,10 @@ pub const SKINNY_MIN_COLS: usize = 256;
 /// `b[j * cs_b + p]` and `C[i, j]` at `c[i * rs_c + j * cs_c]`.
 ///
 /// Each output is a dot product over k, vectorized along k with a masked
-/// tail, in blocks of `R` rows by 4 columns. Columns are streamed once per
-/// row block. With `beta == 0`, C is never read.
+/// tail, in blocks of `R` rows by 4 columns. Each block of 4 columns of B
+/// is read once from memory and stays in L1 while every row block of A
+/// passes it, so A (`m · k` floats) should fit in L2. With `beta == 0`, C is
+/// never read.
 ///
 /// # Safety
 ///
@@ -348,19 +350,19 @@ pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
     debug_assert!(m >= 1 && n >= 1, "empty skinny product {m}x{n}");
     let l = S::LANES;
     let zero = s.splat(0.0);
-    let mut i0 = 0;
-    while i0 < m {
+    let mut j0 = 0;
+    while j0 < n {
         // Rows and columns past the edge alias the last valid one, so the
         // loop body stays branch-free; their results are discarded.
-        let mut rows = [0usize; R];
-        for (r, slot) in rows.iter_mut().enumerate() {
-            *slot = (i0 + r).min(m - 1);
+        let mut cols = [0usize; CJ];
+        for (q, slot) in cols.iter_mut().enumerate() {
+            *slot = (j0 + q).min(n - 1);
         }
-        let mut j0 = 0;
-        while j0 < n {
-            let mut cols = [0usize; CJ];
-            for (q, slot) in cols.iter_mut().enumerate() {
-                *slot = (j0 + q).min(n - 1);
+        let mut i0 = 0;
+        while i0 < m {
+            let mut rows = [0usize; R];
+            for (r, slot) in rows.iter_mut().enumerate() {
+                *slot = (i0 + r).min(m - 1);
             }
             let mut acc = [[zero; CJ]; R];
             let mut p = 0;
@@ -411,9 +413,9 @@ pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
                     }
                 }
             }
-            j0 += CJ;
+            i0 += R;
         }
-        i0 += R;
+        j0 += CJ;
     }
 }
 

@@ -222,16 +222,21 @@ pub unsafe fn combine_rows<S: SimdF32>(
 /// `out` may equal `gate` or `up` but must not otherwise overlap them.
 #[inline(always)]
 pub unsafe fn swiglu<S: SimdF32>(s: S, gate: *const f32, up: *const f32, out: *mut f32, n: usize) {
+    // A closure would not inherit the entry point's target features, so
+    // its vector operations would become calls; a nested inline function
+    // does.
+    #[inline(always)]
+    fn silu_mul<S: SimdF32>(s: S, g: S::V, u: S::V) -> S::V {
+        let one = s.splat(1.0);
+        s.mul(s.div(g, s.add(one, exp(s, s.sub(s.splat(0.0), g)))), u)
+    }
     let l = S::LANES;
-    let one = s.splat(1.0);
-    let zero = s.splat(0.0);
-    let act = |g: S::V, u: S::V| s.mul(s.div(g, s.add(one, exp(s, s.sub(zero, g)))), u);
     let mut i = 0;
     // SAFETY: every access covers elements below n of the caller's rows.
     unsafe {
         while i + 2 * l <= n {
-            let r0 = act(s.load(gate.add(i)), s.load(up.add(i)));
-            let r1 = act(s.load(gate.add(i + l)), s.load(up.add(i + l)));
+            let r0 = silu_mul(s, s.load(gate.add(i)), s.load(up.add(i)));
+            let r1 = silu_mul(s, s.load(gate.add(i + l)), s.load(up.add(i + l)));
             s.store(out.add(i), r0);
             s.store(out.add(i + l), r1);
             i += 2 * l;
@@ -239,9 +244,9 @@ pub unsafe fn swiglu<S: SimdF32>(s: S, gate: *const f32, up: *const f32, out: *m
         while i < n {
             let m = (n - i).min(l);
             if m == l {
-                s.store(out.add(i), act(s.load(gate.add(i)), s.load(up.add(i))));
+                s.store(out.add(i), silu_mul(s, s.load(gate.add(i)), s.load(up.add(i))));
             } else {
-                let r = act(s.load_tail(gate.add(i), m, 0.0), s.load_tail(up.add(i), m, 0.0));
+                let r = silu_mul(s, s.load_tail(gate.add(i), m, 0.0), s.load_tail(up.add(i), m, 0.0));
                 s.store_tail(out.add(i), m, r);
             }
             i += m;
