@@ -197,9 +197,10 @@ unsafe fn tile_step<S: SimdF32, const MR: usize, const NV: usize>(
 /// loaded, so half-precision B streams half the bytes.
 ///
 /// B is streamed once, row by row, in blocks of `SKINNY_C_FLOATS / m`
-/// columns (at least [`SKINNY_MIN_COLS`]) and 8 rows at a time; each block
-/// of C rows stays in L1 while the rows of B stream past it. Partial vectors use masked tail loads and stores, so
-/// nothing past column `n` is read or written. C is read, so the caller
+/// columns (at least [`SKINNY_MIN_COLS`]) and 8 rows at a time. Each block
+/// of C rows is copied into a dense buffer that stays in L1 while the rows
+/// of B stream past it. Partial vectors use masked tail loads and stores,
+/// so nothing past column `n` is read or written. C is read, so the caller
 /// applies beta (writing zeros for beta = 0) before the call.
 ///
 /// # Safety
@@ -221,19 +222,30 @@ pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
     rs_c: usize,
 ) {
     const P: usize = 8;
+    debug_assert!(m >= 1 && m * SKINNY_MIN_COLS <= SKINNY_C_FLOATS, "skinny rows take 1 ..= 16 rows, got {m}");
     let l = S::LANES;
+    // The block of C is accumulated in a dense copy: rows of C that lie a
+    // multiple of 4 KiB apart (n = 4096, say) would all fall into the same
+    // L1 set, and 16 of them overflow its ways.
+    let mut block = [0.0f32; SKINNY_C_FLOATS];
     let mut j0 = 0;
     while j0 < n {
         let jw = (n - j0).min((SKINNY_C_FLOATS / m).max(SKINNY_MIN_COLS));
+        for i in 0..m {
+            // SAFETY: row i of C is readable at columns j0 .. j0 + jw <= n,
+            // and block has room for m · jw <= SKINNY_C_FLOATS floats.
+            unsafe { core::ptr::copy_nonoverlapping(c.add(i * rs_c + j0), block.as_mut_ptr().add(i * jw), jw) };
+        }
         let mut p = 0;
         while p < k {
             let pb = (k - p).min(P);
             let mut jv = 0;
             while jv < jw {
                 let nl = (jw - jv).min(l);
-                // SAFETY: B rows p .. p + pb and C rows 0 .. m
-                // are read at columns j0 + jv .. + nl <= n only, and A at
-                // a[(p + q) · m + i] with p + q < k, i < m.
+                // SAFETY: B rows p .. p + pb are read at columns
+                // j0 + jv .. + nl <= n only, the block at row i < m and
+                // columns jv .. jv + nl <= jw, and A at a[(p + q) · m + i]
+                // with p + q < k, i < m.
                 unsafe {
                     let col = j0 + jv;
                     let zero = s.splat(0.0);
@@ -242,7 +254,7 @@ pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
                         *slot = load_part_elem(s, b.add((p + q) * rs_b + col), nl);
                     }
                     for i in 0..m {
-                        let ci = c.add(i * rs_c + col);
+                        let ci = block.as_mut_ptr().add(i * jw + jv);
                         let ap = a.add(p * m + i);
                         // Two partial sums halve the dependent FMA chain.
                         let mut even = load_part(s, ci, nl);
@@ -266,6 +278,10 @@ pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
                 jv += l;
             }
             p += pb;
+        }
+        for i in 0..m {
+            // SAFETY: as for the copy in, in the other direction.
+            unsafe { core::ptr::copy_nonoverlapping(block.as_ptr().add(i * jw), c.add(i * rs_c + j0), jw) };
         }
         j0 += jw;
     }
