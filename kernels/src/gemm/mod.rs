@@ -364,74 +364,106 @@ pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
 ) {
     const CJ: usize = 4;
     debug_assert!(m >= 1 && n >= 1, "empty skinny product {m}x{n}");
-    let l = S::LANES;
-    let zero = s.splat(0.0);
     let mut j0 = 0;
     while j0 < n {
-        // Rows and columns past the edge alias the last valid one, so the
-        // loop body stays branch-free; their results are discarded.
+        // Columns past the edge alias the last valid one, so the loop body
+        // stays branch-free; their results are discarded.
         let mut cols = [0usize; CJ];
         for (q, slot) in cols.iter_mut().enumerate() {
             *slot = (j0 + q).min(n - 1);
         }
+        // Full blocks of R rows, then the rows left over one at a time, so
+        // no FMA is spent on a row past the edge.
+        let full = m / R * R;
         let mut i0 = 0;
-        while i0 < m {
-            let mut rows = [0usize; R];
-            for (r, slot) in rows.iter_mut().enumerate() {
-                *slot = (i0 + r).min(m - 1);
-            }
-            let mut acc = [[zero; CJ]; R];
-            let mut p = 0;
-            // SAFETY: every load reads k-range p .. p + l
-            // (p + l <= k) or the tail p .. k of a valid row of A or column
-            // of B.
-            unsafe {
-                while p + l <= k {
-                    let mut bv = [zero; CJ];
-                    for (q, slot) in bv.iter_mut().enumerate() {
-                        *slot = s.load(b.add(cols[q] * cs_b + p));
-                    }
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let av = s.load(a.add(rows[r] * k + p));
-                        for (q, lane) in row.iter_mut().enumerate() {
-                            *lane = s.fma(av, bv[q], *lane);
-                        }
-                    }
-                    p += l;
-                }
-                if p < k {
-                    let t = k - p;
-                    let mut bv = [zero; CJ];
-                    for (q, slot) in bv.iter_mut().enumerate() {
-                        *slot = s.load_tail(b.add(cols[q] * cs_b + p), t, 0.0);
-                    }
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let av = s.load_tail(a.add(rows[r] * k + p), t, 0.0);
-                        for (q, lane) in row.iter_mut().enumerate() {
-                            *lane = s.fma(av, bv[q], *lane);
-                        }
-                    }
-                }
-            }
-            for (r, row) in acc.iter().enumerate() {
-                if i0 + r >= m {
-                    break;
-                }
-                for (q, &x) in row.iter().enumerate() {
-                    if j0 + q >= n {
-                        break;
-                    }
-                    let dot = alpha * s.reduce_add(x);
-                    // SAFETY: (i0 + r, j0 + q) is inside the m × n output.
-                    unsafe {
-                        let p = c.offset((i0 + r) as isize * rs_c + (j0 + q) as isize * cs_c);
-                        *p = if beta == 0.0 { dot } else { dot + beta * *p };
-                    }
-                }
-            }
+        while i0 < full {
+            // SAFETY: rows i0 .. i0 + R and the columns in `cols` are inside
+            // the product, by the caller's contract.
+            unsafe { dots_tile::<S, R, CJ>(s, i0, cols, j0, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c) };
             i0 += R;
         }
+        while i0 < m {
+            // SAFETY: as above, for row i0.
+            unsafe { dots_tile::<S, 1, CJ>(s, i0, cols, j0, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c) };
+            i0 += 1;
+        }
         j0 += CJ;
+    }
+}
+
+/// One block of [`skinny_dots`]: the R × CJ dot products of rows
+/// `i0 .. i0 + R` of A with the columns `cols` of B, stored at columns
+/// `j0 .. min(j0 + CJ, n)` of C. Entries of `cols` past the edge repeat the
+/// last valid column, and their results are discarded.
+///
+/// # Safety
+///
+/// As for [`skinny_dots`], with rows `i0 .. i0 + R` inside A and every
+/// entry of `cols` a valid column of B.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dots_tile<S: SimdF32, const R: usize, const CJ: usize>(
+    s: S,
+    i0: usize,
+    cols: [usize; CJ],
+    j0: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    b: *const f32,
+    cs_b: usize,
+    beta: f32,
+    c: *mut f32,
+    rs_c: isize,
+    cs_c: isize,
+) {
+    let l = S::LANES;
+    let zero = s.splat(0.0);
+    let mut acc = [[zero; CJ]; R];
+    let mut p = 0;
+    // SAFETY: every load reads k-range p .. p + l (p + l <= k) or the tail
+    // p .. k of a valid row of A or column of B.
+    unsafe {
+        while p + l <= k {
+            let mut bv = [zero; CJ];
+            for (q, slot) in bv.iter_mut().enumerate() {
+                *slot = s.load(b.add(cols[q] * cs_b + p));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = s.load(a.add((i0 + r) * k + p));
+                for (q, lane) in row.iter_mut().enumerate() {
+                    *lane = s.fma(av, bv[q], *lane);
+                }
+            }
+            p += l;
+        }
+        if p < k {
+            let t = k - p;
+            let mut bv = [zero; CJ];
+            for (q, slot) in bv.iter_mut().enumerate() {
+                *slot = s.load_tail(b.add(cols[q] * cs_b + p), t, 0.0);
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = s.load_tail(a.add((i0 + r) * k + p), t, 0.0);
+                for (q, lane) in row.iter_mut().enumerate() {
+                    *lane = s.fma(av, bv[q], *lane);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (q, &x) in row.iter().enumerate() {
+            if j0 + q >= n {
+                break;
+            }
+            let dot = alpha * s.reduce_add(x);
+            // SAFETY: (i0 + r, j0 + q) is inside the m × n output.
+            unsafe {
+                let p = c.offset((i0 + r) as isize * rs_c + (j0 + q) as isize * cs_c);
+                *p = if beta == 0.0 { dot } else { dot + beta * *p };
+            }
+        }
     }
 }
 
