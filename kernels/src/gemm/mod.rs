@@ -71,6 +71,15 @@ pub unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(
     // they would push an accumulator of the 16-register AVX2 tile onto the
     // stack.
     let scalars = [alpha, beta];
+    if beta != 0.0 {
+        // The tile of C is read only after the depth loop; asking for its
+        // lines now hides the miss behind the loop's multiply-adds.
+        for i in 0..m {
+            let row = c.wrapping_offset(i as isize * rs_c);
+            s.prefetch(row.cast());
+            s.prefetch(row.wrapping_offset((n as isize - 1) * cs_c).cast());
+        }
+    }
     let zero = s.splat(0.0);
     let mut acc = [[zero; NV]; MR];
     // Unrolled by 4 so that loop overhead stays off the front end, which
