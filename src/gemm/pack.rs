@@ -204,6 +204,45 @@ pub(crate) unsafe fn pack_bf16_pairs(src: Operand, rows: usize, cols: usize, w: 
     for (panel, chunk) in dst.chunks_mut(w * 2 * pairs).take(rows.div_ceil(w)).enumerate() {
         let i0 = panel * w;
         let h = (rows - i0).min(w);
+        let full_pairs = cols / 2;
+        if src.cs == 1 && h == w {
+            // Each row's pairs are adjacent in memory: copy them as 32-bit
+            // words, w rows per depth pair.
+            for q in 0..full_pairs {
+                let run = &mut chunk[q * 2 * w..(q + 1) * 2 * w];
+                for r in 0..w {
+                    // SAFETY: columns 2q and 2q + 1 < cols of row i0 + r
+                    // are inside the block.
+                    let word = unsafe { p.offset((i0 + r) as isize * src.rs).add(2 * q).cast::<[u16; 2]>().read_unaligned() };
+                    run[r * 2..r * 2 + 2].copy_from_slice(&word);
+                }
+            }
+            // SAFETY: forwarded contract.
+            unsafe { pack_bf16_odd_column(src, i0, h, cols, w, chunk) };
+            continue;
+        }
+        if src.rs == 1 && h == w {
+            // Rows are contiguous: interleave two runs of w values per pair.
+            for q in 0..full_pairs {
+                let run = &mut chunk[q * 2 * w..(q + 1) * 2 * w];
+                // SAFETY: columns 2q and 2q + 1 < cols hold rows i0 .. i0 + w
+                // contiguously, inside the block.
+                let (lo, hi) = unsafe {
+                    let base = p.add(i0);
+                    (
+                        std::slice::from_raw_parts(base.offset(2 * q as isize * src.cs), w),
+                        std::slice::from_raw_parts(base.offset((2 * q + 1) as isize * src.cs), w),
+                    )
+                };
+                for (r, (&x, &y)) in lo.iter().zip(hi).enumerate() {
+                    run[r * 2] = x;
+                    run[r * 2 + 1] = y;
+                }
+            }
+            // SAFETY: forwarded contract.
+            unsafe { pack_bf16_odd_column(src, i0, h, cols, w, chunk) };
+            continue;
+        }
         for q in 0..pairs {
             let run = &mut chunk[q * 2 * w..(q + 1) * 2 * w];
             for r in 0..w {
@@ -213,5 +252,26 @@ pub(crate) unsafe fn pack_bf16_pairs(src: Operand, rows: usize, cols: usize, w: 
                 }
             }
         }
+    }
+}
+
+/// Fills the last depth pair of a bf16 pair panel when `cols` is odd:
+/// column `cols - 1` of rows `i0 .. i0 + h` and a zero partner; rows past
+/// `h` are zero.
+///
+/// # Safety
+///
+/// As for `pack_bf16_pairs`, for the panel at row `i0`.
+unsafe fn pack_bf16_odd_column(src: Operand, i0: usize, h: usize, cols: usize, w: usize, chunk: &mut [u16]) {
+    if cols % 2 == 0 {
+        return;
+    }
+    let q = cols / 2;
+    let p = src.ptr.cast::<u16>();
+    let run = &mut chunk[q * 2 * w..(q + 1) * 2 * w];
+    for r in 0..w {
+        // SAFETY: column cols - 1 of row i0 + r < i0 + h is inside the block.
+        run[r * 2] = if r < h { unsafe { p.offset((i0 + r) as isize * src.rs + (cols - 1) as isize * src.cs).read_unaligned() } } else { 0 };
+        run[r * 2 + 1] = 0;
     }
 }

@@ -61,6 +61,8 @@ pub unsafe fn bf16_gemm_12x32_avx512bf16(
 
     // Held in memory across the loop, as in the f32 tile.
     let scalars = [alpha, beta];
+    // SAFETY: the token's features are enabled on this function.
+    crate::gemm::prefetch_tile(unsafe { Avx512::new_unchecked() }, beta, c, rs_c, cs_c, m, n);
     let mut acc = [[_mm512_setzero_ps(); 2]; MR_BF16];
     for q in 0..kp {
         // SAFETY: q < kp, so the loads read b[q·64 .. q·64 + 64] and

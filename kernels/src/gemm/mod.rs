@@ -71,15 +71,7 @@ pub unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(
     // they would push an accumulator of the 16-register AVX2 tile onto the
     // stack.
     let scalars = [alpha, beta];
-    if beta != 0.0 {
-        // The tile of C is read only after the depth loop; asking for its
-        // lines now hides the miss behind the loop's multiply-adds.
-        for i in 0..m {
-            let row = c.wrapping_offset(i as isize * rs_c);
-            s.prefetch(row.cast());
-            s.prefetch(row.wrapping_offset((n as isize - 1) * cs_c).cast());
-        }
-    }
+    prefetch_tile(s, beta, c, rs_c, cs_c, m, n);
     let zero = s.splat(0.0);
     let mut acc = [[zero; NV]; MR];
     // Unrolled by 4 so that loop overhead stays off the front end, which
@@ -105,6 +97,22 @@ pub unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(
     let (alpha, beta) = unsafe { (core::ptr::read_volatile(&scalars[0]), core::ptr::read_volatile(&scalars[1])) };
     // SAFETY: forwarded C contract.
     unsafe { store_tile::<S, MR, NV>(s, &acc, alpha, beta, c, rs_c, cs_c, m, n) }
+}
+
+/// Prefetches the first and last element of each of the `m` rows of a C
+/// tile unless `beta == 0`. The tile kernels read C only after their depth
+/// loop, so asking for its lines first hides the miss behind the loop.
+/// Prefetching never faults, so any pointer is accepted.
+#[inline(always)]
+pub fn prefetch_tile<S: SimdF32>(s: S, beta: f32, c: *const f32, rs_c: isize, cs_c: isize, m: usize, n: usize) {
+    if beta == 0.0 {
+        return;
+    }
+    for i in 0..m {
+        let row = c.wrapping_offset(i as isize * rs_c);
+        s.prefetch(row.cast());
+        s.prefetch(row.wrapping_offset((n as isize - 1) * cs_c).cast());
+    }
 }
 
 /// Writes `C = alpha · acc + beta · C` for the top-left `m × n` corner of an
