@@ -369,8 +369,10 @@ macro_rules! isa_suite {
             fn mixed_column_major_b_matches() {
                 on_isa(ISA, || {
                     // Column-contiguous f16/bf16 B, as in x·Wᵀ with W stored
-                    // row-major: the skinny dot form and the packed path.
-                    for (m, n, k) in [(2usize, 40usize, 50usize), (5, 300, 33), (1, 17, 1), (30, 45, 20)] {
+                    // row-major: the dot form (up to 128 rows, with depth
+                    // blocks at 1500) and the packed path (150 rows).
+                    let shapes = [(2usize, 40usize, 50usize), (5, 300, 33), (1, 17, 1), (30, 45, 20), (100, 40, 1500), (150, 40, 37)];
+                    for (m, n, k) in shapes {
                         let mut rng = Rng::new((m * 1000 + n) as u64);
                         let a = rng.vec(m * k, -1.0, 1.0);
                         let b: Vec<f32> = rng.vec(k * n, -1.0, 1.0);

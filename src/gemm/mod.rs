@@ -38,6 +38,8 @@ type SkinnyRowsHalfFn = unsafe fn(usize, usize, usize, *const f32, *const u16, u
 type Bf16TileFn = unsafe fn(usize, f32, *const u16, *const u16, f32, *mut f32, isize, isize, usize, usize);
 type SkinnyDotsFn =
     unsafe fn(usize, usize, usize, f32, *const f32, *const f32, usize, f32, *mut f32, isize, isize);
+type SkinnyDotsHalfFn =
+    unsafe fn(usize, usize, usize, f32, *const f32, *const u16, usize, f32, *mut f32, isize, isize);
 
 /// The GEMM family's entry points at one dispatch level.
 pub(crate) struct GemmKernels {
@@ -48,13 +50,18 @@ pub(crate) struct GemmKernels {
     skinny_rows_f16: SkinnyRowsHalfFn,
     skinny_rows_bf16: SkinnyRowsHalfFn,
     skinny_dots: SkinnyDotsFn,
+    skinny_dots_f16: SkinnyDotsHalfFn,
+    skinny_dots_bf16: SkinnyDotsHalfFn,
     /// Tile kernel for bf16 × bf16 with the same `mr × nr`, where the
     /// level has one; it also needs the AVX512_BF16 feature at run time.
     bf16_tile: Option<Bf16TileFn>,
 }
 
 macro_rules! gemm_table {
-    ($module:ident, $tile:ident, $rows:ident, $dots:ident, $rows_f16:ident, $rows_bf16:ident) => {{
+    (
+        $module:ident, $tile:ident, $rows:ident, $dots:ident, $rows_f16:ident, $rows_bf16:ident,
+        $dots_f16:ident, $dots_bf16:ident
+    ) => {{
         use mlak_kernels::gemm::$module as k;
         GemmKernels {
             tile: k::$tile,
@@ -64,6 +71,8 @@ macro_rules! gemm_table {
             skinny_rows_f16: k::$rows_f16,
             skinny_rows_bf16: k::$rows_bf16,
             skinny_dots: k::$dots,
+            skinny_dots_f16: k::$dots_f16,
+            skinny_dots_bf16: k::$dots_bf16,
             bf16_tile: None,
         }
     }};
@@ -77,7 +86,9 @@ impl GemmKernels {
             f32_gemm_skinny_rows_scalar,
             f32_gemm_skinny_dots_scalar,
             f16_gemm_skinny_rows_scalar,
-            bf16_gemm_skinny_rows_scalar
+            bf16_gemm_skinny_rows_scalar,
+            f16_gemm_skinny_dots_scalar,
+            bf16_gemm_skinny_dots_scalar
         );
     #[cfg(target_arch = "x86_64")]
     pub(crate) const AVX2: Self =
@@ -87,7 +98,9 @@ impl GemmKernels {
             f32_gemm_skinny_rows_avx2,
             f32_gemm_skinny_dots_avx2,
             f16_gemm_skinny_rows_avx2,
-            bf16_gemm_skinny_rows_avx2
+            bf16_gemm_skinny_rows_avx2,
+            f16_gemm_skinny_dots_avx2,
+            bf16_gemm_skinny_dots_avx2
         );
     #[cfg(target_arch = "x86_64")]
     pub(crate) const AVX512: Self = GemmKernels {
@@ -98,7 +111,9 @@ impl GemmKernels {
             f32_gemm_skinny_rows_avx512,
             f32_gemm_skinny_dots_avx512,
             f16_gemm_skinny_rows_avx512,
-            bf16_gemm_skinny_rows_avx512
+            bf16_gemm_skinny_rows_avx512,
+            f16_gemm_skinny_dots_avx512,
+            bf16_gemm_skinny_dots_avx512
         )
     };
     #[cfg(target_arch = "aarch64")]
@@ -109,7 +124,9 @@ impl GemmKernels {
             f32_gemm_skinny_rows_neon,
             f32_gemm_skinny_dots_neon,
             f16_gemm_skinny_rows_neon,
-            bf16_gemm_skinny_rows_neon
+            bf16_gemm_skinny_rows_neon,
+            f16_gemm_skinny_dots_neon,
+            bf16_gemm_skinny_dots_neon
         );
 }
 
@@ -279,12 +296,11 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
         if q.n <= SKINNY_MAX {
             continue;
         }
-        let f32_b = q.b.dtype == Dtype::F32;
         if q.m > SKINNY_MAX {
-            // Medium m with column-contiguous f32 B, the x·Wᵀ of a linear
+            // Medium m with column-contiguous B, the x·Wᵀ of a linear
             // layer: the dot form reads each column of B once and needs no
             // packing, which the packed path cannot amortize over few rows.
-            if f32_b && unit(q.b.rs) && q.b.cs >= 0 && q.m <= dots_max_rows(cache_sizes()) {
+            if unit(q.b.rs) && q.b.cs >= 0 && q.m <= dots_max_rows(cache_sizes()) {
                 // SAFETY: forwarded contract.
                 unsafe { skinny_dots(table, &q, threads)? };
                 return Ok(Some(()));
@@ -298,12 +314,7 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
         }
         if unit(q.b.rs) && q.b.cs >= 0 {
             // SAFETY: forwarded contract.
-            unsafe {
-                match f32_b {
-                    true => skinny_dots(table, &q, threads)?,
-                    false => skinny_dots_widened(table, &q)?,
-                }
-            };
+            unsafe { skinny_dots(table, &q, threads)? };
             return Ok(Some(()));
         }
     }
@@ -400,7 +411,6 @@ fn dots_depth(caches: CacheSizes, m: usize) -> usize {
 unsafe fn skinny_dots(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()> {
     let kc = dots_depth(cache_sizes(), p.m).min(p.k);
     let mut a_rm = workspace(p.m * kc)?;
-    let f = table.skinny_dots;
     let strips = p.n.div_ceil(SKINNY_STRIP);
     let min_strips = strips.div_ceil(p.threads(threads));
     for pc in (0..p.k).step_by(kc) {
@@ -409,27 +419,24 @@ unsafe fn skinny_dots(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
         // SAFETY: columns pc .. pc + kb of A (m × k) are read element by
         // element, and a_rm has room for m · kc floats.
         unsafe { pack::copy_dense(p.a.at(0, pc), p.m, kb, &mut a_rm) };
-        let (a, b, c) = (a_rm.as_ptr() as usize, p.b.ptr.cast::<f32>() as usize, p.c);
+        let (a, c) = (a_rm.as_ptr() as usize, p.c);
         parallel_for(strips, min_strips, threads, |range| {
             let j0 = range.start * SKINNY_STRIP;
             let j1 = (range.end * SKINNY_STRIP).min(p.n);
+            let (a, cs_b) = (a as *const f32, p.b.cs as usize);
             // SAFETY: columns j0 .. j1 and depth pc .. pc + kb of B, and
-            // columns j0 .. j1 of C, are inside the matrices; each worker
-            // writes a disjoint column range of C.
+            // columns j0 .. j1 of C, are inside the matrices; B's element
+            // type matches the kernel; each worker writes a disjoint column
+            // range of C.
             unsafe {
-                f(
-                    p.m,
-                    j1 - j0,
-                    kb,
-                    p.alpha,
-                    a as *const f32,
-                    (b as *const f32).offset(j0 as isize * p.b.cs).add(pc),
-                    p.b.cs as usize,
-                    beta,
-                    c.get().offset(j0 as isize * p.cs_c),
-                    p.rs_c,
-                    p.cs_c,
-                )
+                let b = p.b.at(pc, j0).ptr;
+                let c = c.get().offset(j0 as isize * p.cs_c);
+                let (n, alpha, rs_c, cs_c) = (j1 - j0, p.alpha, p.rs_c, p.cs_c);
+                match p.b.dtype {
+                    Dtype::F32 => (table.skinny_dots)(p.m, n, kb, alpha, a, b.cast(), cs_b, beta, c, rs_c, cs_c),
+                    Dtype::F16 => (table.skinny_dots_f16)(p.m, n, kb, alpha, a, b.cast(), cs_b, beta, c, rs_c, cs_c),
+                    Dtype::Bf16 => (table.skinny_dots_bf16)(p.m, n, kb, alpha, a, b.cast(), cs_b, beta, c, rs_c, cs_c),
+                }
             };
         });
     }
@@ -616,66 +623,3 @@ unsafe fn packed_serial_bf16(
     }
 }
 
-/// f32 values of the large operand that the widened skinny paths convert
-/// at a time: 1 MiB, which stays in L2 while the kernel reads it.
-const WIDEN_CHUNK: usize = 1 << 18;
-
-/// Widens `len` contiguous f16 or bf16 values at `src` into `dst[..len]`.
-///
-/// # Safety
-///
-/// `src` addresses `len` readable values of `dtype`.
-unsafe fn widen_run(src: *const u8, dtype: Dtype, len: usize, dst: &mut [f32]) {
-    use half::slice::HalfFloatSliceExt;
-    // SAFETY: the caller guarantees `len` readable values; half
-    // types have the alignment of u16, which the C and safe entry points
-    // check.
-    unsafe {
-        match dtype {
-            Dtype::F32 => dst[..len].copy_from_slice(std::slice::from_raw_parts(src.cast::<f32>(), len)),
-            Dtype::F16 => std::slice::from_raw_parts(src.cast::<half::f16>(), len).convert_to_f32_slice(&mut dst[..len]),
-            Dtype::Bf16 => std::slice::from_raw_parts(src.cast::<half::bf16>(), len).convert_to_f32_slice(&mut dst[..len]),
-        }
-    }
-}
-
-/// Skinny dot form for an f16 or bf16 B: columns of B are widened to f32
-/// a block at a time, each block then handled by the f32 kernel.
-///
-/// NOTE: runs on one thread, since the conversion buffer is shared.
-///
-/// # Safety
-///
-/// As for [`skinny_dots`].
-unsafe fn skinny_dots_widened(table: &GemmKernels, p: &Problem) -> Result<()> {
-    let nb = (WIDEN_CHUNK / p.k.max(1)).clamp(4, p.n);
-    let mut a_rm = workspace(p.m * p.k)?;
-    let mut buf = workspace(nb * p.k)?;
-    // SAFETY: A (m × k) is read element by element.
-    unsafe { pack::copy_dense(p.a, p.m, p.k, &mut a_rm) };
-    for j0 in (0..p.n).step_by(nb) {
-        let cols = nb.min(p.n - j0);
-        for q in 0..cols {
-            // SAFETY: column j0 + q of B has k contiguous elements.
-            unsafe { widen_run(p.b.at(0, j0 + q).ptr, p.b.dtype, p.k, &mut buf[q * p.k..]) };
-        }
-        // SAFETY: the widened columns are j0 .. j0 + cols of B, and the C
-        // columns with the same indices are inside C.
-        unsafe {
-            (table.skinny_dots)(
-                p.m,
-                cols,
-                p.k,
-                p.alpha,
-                a_rm.as_ptr(),
-                buf.as_ptr(),
-                p.k,
-                p.beta,
-                p.c.get().offset(j0 as isize * p.cs_c),
-                p.rs_c,
-                p.cs_c,
-            )
-        };
-    }
-    Ok(())
-}

@@ -13,5 +13,7 @@ super::gemm_kernels!(
     f32_gemm_skinny_rows_avx2,
     f32_gemm_skinny_dots_avx2,
     f16_gemm_skinny_rows_avx2,
-    bf16_gemm_skinny_rows_avx2
+    bf16_gemm_skinny_rows_avx2,
+    f16_gemm_skinny_dots_avx2,
+    bf16_gemm_skinny_dots_avx2
 );

@@ -13,7 +13,9 @@ super::gemm_kernels!(
     f32_gemm_skinny_rows_avx512,
     f32_gemm_skinny_dots_avx512,
     f16_gemm_skinny_rows_avx512,
-    bf16_gemm_skinny_rows_avx512
+    bf16_gemm_skinny_rows_avx512,
+    f16_gemm_skinny_dots_avx512,
+    bf16_gemm_skinny_dots_avx512
 );
 
 /// bf16 tile update with the AVX512_BF16 dot product (`vdpbf16ps`):

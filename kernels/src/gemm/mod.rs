@@ -347,7 +347,8 @@ pub const SKINNY_C_FLOATS: usize = 4096;
 /// Minimum columns per block of [`skinny_rows`].
 pub const SKINNY_MIN_COLS: usize = 256;
 
-/// Skinny product in "dot" form, for B stored with contiguous columns:
+/// Skinny product in "dot" form, for B stored with contiguous columns (B's
+/// element type `E` is f32, f16 or bf16, widened to f32 as it is loaded):
 /// `C[i, j] = alpha · Σ_p A[i, p] · B[p, j] + beta · C[i, j]` for `i < m`,
 /// `j < n`, where A is packed row-major (`a[i * k + p]`), `B[p, j]` is at
 /// `b[j * cs_b + p]` and `C[i, j]` at `c[i * rs_c + j * cs_c]`.
@@ -365,14 +366,14 @@ pub const SKINNY_MIN_COLS: usize = 256;
 /// `beta == 0`) for `i < m`, `j < n`; C overlaps neither A nor B.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
+pub unsafe fn skinny_dots<S: SimdF32, E: KvElem, const R: usize>(
     s: S,
     m: usize,
     n: usize,
     k: usize,
     alpha: f32,
     a: *const f32,
-    b: *const f32,
+    b: *const E,
     cs_b: usize,
     beta: f32,
     c: *mut f32,
@@ -396,12 +397,12 @@ pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
         while i0 < full {
             // SAFETY: rows i0 .. i0 + R and the columns in `cols` are inside
             // the product, by the caller's contract.
-            unsafe { dots_tile::<S, R, CJ>(s, i0, cols, j0, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c) };
+            unsafe { dots_tile::<S, E, R, CJ>(s, i0, cols, j0, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c) };
             i0 += R;
         }
         while i0 < m {
             // SAFETY: as above, for row i0.
-            unsafe { dots_tile::<S, 1, CJ>(s, i0, cols, j0, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c) };
+            unsafe { dots_tile::<S, E, 1, CJ>(s, i0, cols, j0, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c) };
             i0 += 1;
         }
         j0 += CJ;
@@ -419,7 +420,7 @@ pub unsafe fn skinny_dots<S: SimdF32, const R: usize>(
 /// entry of `cols` a valid column of B.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn dots_tile<S: SimdF32, const R: usize, const CJ: usize>(
+unsafe fn dots_tile<S: SimdF32, E: KvElem, const R: usize, const CJ: usize>(
     s: S,
     i0: usize,
     cols: [usize; CJ],
@@ -428,7 +429,7 @@ unsafe fn dots_tile<S: SimdF32, const R: usize, const CJ: usize>(
     k: usize,
     alpha: f32,
     a: *const f32,
-    b: *const f32,
+    b: *const E,
     cs_b: usize,
     beta: f32,
     c: *mut f32,
@@ -445,7 +446,7 @@ unsafe fn dots_tile<S: SimdF32, const R: usize, const CJ: usize>(
         while p + l <= k {
             let mut bv = [zero; CJ];
             for (q, slot) in bv.iter_mut().enumerate() {
-                *slot = s.load(b.add(cols[q] * cs_b + p));
+                *slot = E::load(s, b.add(cols[q] * cs_b + p));
             }
             for (r, row) in acc.iter_mut().enumerate() {
                 let av = s.load(a.add((i0 + r) * k + p));
@@ -459,7 +460,7 @@ unsafe fn dots_tile<S: SimdF32, const R: usize, const CJ: usize>(
             let t = k - p;
             let mut bv = [zero; CJ];
             for (q, slot) in bv.iter_mut().enumerate() {
-                *slot = s.load_tail(b.add(cols[q] * cs_b + p), t, 0.0);
+                *slot = E::load_tail(s, b.add(cols[q] * cs_b + p), t);
             }
             for (r, row) in acc.iter_mut().enumerate() {
                 let av = s.load_tail(a.add((i0 + r) * k + p), t, 0.0);
@@ -486,12 +487,12 @@ unsafe fn dots_tile<S: SimdF32, const R: usize, const CJ: usize>(
 
 /// Expands the GEMM entry points of one instruction set: the packed tile
 /// kernel `$tile` with register tile `$mr × ($nv · LANES)`, and the two
-/// skinny kernels.
+/// skinny kernels for each element type of B.
 macro_rules! gemm_kernels {
     (
         $token:ty, [$($feature:literal),*], tile = $mr:literal x $nv:literal,
         dot_rows = $dot_rows:literal, $tile:ident, $rows:ident, $dots:ident,
-        $rows_f16:ident, $rows_bf16:ident
+        $rows_f16:ident, $rows_bf16:ident, $dots_f16:ident, $dots_bf16:ident
     ) => {
         /// Register tile height (rows of A per micro-panel).
         pub const MR: usize = $mr;
@@ -538,34 +539,18 @@ macro_rules! gemm_kernels {
             "As the f32 skinny kernel, with B in bfloat16 bit patterns widened on load; `rs_b` counts bf16 elements."
         );
 
-        /// Skinny product with column-contiguous B; see
-        /// [`skinny_dots`](crate::gemm::skinny_dots).
-        ///
-        /// # Safety
-        ///
-        /// As for `skinny_dots`, and the CPU runs this instruction set.
-        $(#[target_feature(enable = $feature)])*
-        #[allow(clippy::too_many_arguments)]
-        pub unsafe fn $dots(
-            m: usize,
-            n: usize,
-            k: usize,
-            alpha: f32,
-            a: *const f32,
-            b: *const f32,
-            cs_b: usize,
-            beta: f32,
-            c: *mut f32,
-            rs_c: isize,
-            cs_c: isize,
-        ) {
-            // SAFETY: the caller guarantees the ISA and the contract.
-            unsafe {
-                crate::gemm::skinny_dots::<_, $dot_rows>(
-                    <$token>::new_unchecked(), m, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c,
-                )
-            }
-        }
+        crate::gemm::skinny_dots_entry!(
+            $token, [$($feature),*], $dots, $dot_rows, f32, f32,
+            "Skinny product with column-contiguous f32 B; see [`skinny_dots`](crate::gemm::skinny_dots)."
+        );
+        crate::gemm::skinny_dots_entry!(
+            $token, [$($feature),*], $dots_f16, $dot_rows, u16, crate::attention::F16Bits,
+            "As the f32 dot-form kernel, with B in IEEE binary16 bit patterns widened on load; `cs_b` counts f16 elements."
+        );
+        crate::gemm::skinny_dots_entry!(
+            $token, [$($feature),*], $dots_bf16, $dot_rows, u16, crate::attention::Bf16Bits,
+            "As the f32 dot-form kernel, with B in bfloat16 bit patterns widened on load; `cs_b` counts bf16 elements."
+        );
     };
 }
 pub(crate) use gemm_kernels;
@@ -599,3 +584,38 @@ macro_rules! skinny_rows_entry {
     };
 }
 pub(crate) use skinny_rows_entry;
+
+/// Expands one dot-form entry point whose B elements are `$bits` in the
+/// C ABI and `$elem` (a [`KvElem`] with the same layout) in the body.
+macro_rules! skinny_dots_entry {
+    ($token:ty, [$($feature:literal),*], $name:ident, $rows:literal, $bits:ty, $elem:ty, $doc:literal) => {
+        #[doc = $doc]
+        ///
+        /// # Safety
+        ///
+        /// As for `skinny_dots`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $name(
+            m: usize,
+            n: usize,
+            k: usize,
+            alpha: f32,
+            a: *const f32,
+            b: *const $bits,
+            cs_b: usize,
+            beta: f32,
+            c: *mut f32,
+            rs_c: isize,
+            cs_c: isize,
+        ) {
+            let b = b.cast::<$elem>();
+            // SAFETY: the caller guarantees the ISA and the contract; `$elem`
+            // has the layout of `$bits`.
+            unsafe {
+                crate::gemm::skinny_dots::<_, _, $rows>(<$token>::new_unchecked(), m, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c)
+            }
+        }
+    };
+}
+pub(crate) use skinny_dots_entry;

@@ -13,5 +13,7 @@ super::gemm_kernels!(
     f32_gemm_skinny_rows_neon,
     f32_gemm_skinny_dots_neon,
     f16_gemm_skinny_rows_neon,
-    bf16_gemm_skinny_rows_neon
+    bf16_gemm_skinny_rows_neon,
+    f16_gemm_skinny_dots_neon,
+    bf16_gemm_skinny_dots_neon
 );

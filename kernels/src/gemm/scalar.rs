@@ -12,5 +12,7 @@ super::gemm_kernels!(
     f32_gemm_skinny_rows_scalar,
     f32_gemm_skinny_dots_scalar,
     f16_gemm_skinny_rows_scalar,
-    bf16_gemm_skinny_rows_scalar
+    bf16_gemm_skinny_rows_scalar,
+    f16_gemm_skinny_dots_scalar,
+    bf16_gemm_skinny_dots_scalar
 );
