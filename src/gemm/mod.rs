@@ -326,17 +326,21 @@ unsafe fn skinny(table: &GemmKernels, p: &Problem, threads: usize) -> Result<Opt
 const SKINNY_STRIP: usize = 64;
 
 /// Skinny path with row-contiguous B and C: C is scaled by beta, A is
-/// copied k-major and scaled by alpha, and the kernel streams B (f32, or
-/// f16/bf16 widened on load) and accumulates into C.
+/// copied in the kernel's depth-blocked layout and scaled by alpha, and the
+/// kernel streams B (f32, or f16/bf16 widened on load) and accumulates
+/// into C.
 ///
 /// # Safety
 ///
 /// As for [`gemm_strided`], with `b.cs == 1`, `cs_c == 1` and non-negative
 /// `b.rs` and `rs_c`.
 unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()> {
-    let mut a_km = workspace(p.m * p.k)?;
-    // SAFETY: Aᵀ (k × m) is the caller's A, read element by element.
-    unsafe { pack::copy_dense(p.a.t(), p.k, p.m, &mut a_km) };
+    let mut a_km = workspace(mlak_kernels::gemm::skinny_rows_a_len(p.m, p.k))?;
+    // The kernel's A layout is the panel layout of Aᵀ (k × m) with panels
+    // of SKINNY_DEPTH_BLOCK depth steps, zero-padded at the end.
+    // SAFETY: Aᵀ (k × m) is the caller's A, and a_km has room for the
+    // padded panels.
+    unsafe { pack::pack(p.a.t(), p.k, p.m, mlak_kernels::gemm::SKINNY_DEPTH_BLOCK, &mut a_km) };
     if p.alpha != 1.0 {
         a_km.iter_mut().for_each(|x| *x *= p.alpha);
     }

@@ -206,25 +206,41 @@ unsafe fn tile_step<S: SimdF32, const MR: usize, const NV: usize>(
     }
 }
 
+/// Rows of B per step of [`skinny_rows`], and the depth block of its A
+/// layout.
+pub const SKINNY_DEPTH_BLOCK: usize = 8;
+
+/// Returns the number of f32 values of the A buffer that [`skinny_rows`]
+/// reads for an m × k A: k rounded up to [`SKINNY_DEPTH_BLOCK`], times m.
+pub const fn skinny_rows_a_len(m: usize, k: usize) -> usize {
+    k.div_ceil(SKINNY_DEPTH_BLOCK) * SKINNY_DEPTH_BLOCK * m
+}
+
 /// Skinny product in "axpy" form, for B and C stored with contiguous rows:
-/// `C[i, j] += Σ_p A[i, p] · B[p, j]` for `i < m`, `j < n`, where A is
-/// packed k-major (`a[p * m + i]`, any scaling by alpha already applied),
+/// `C[i, j] += Σ_p A[i, p] · B[p, j]` for `i < m`, `j < n`, where
 /// `B[p, j]` is at `b[p * rs_b + j]` and `C[i, j]` at `c[i * rs_c + j]`.
 /// B's element type `E` is f32, f16 or bf16, widened to f32 as it is
 /// loaded, so half-precision B streams half the bytes.
+///
+/// A is packed in depth blocks of [`SKINNY_DEPTH_BLOCK`] (any scaling by
+/// alpha already applied): `A[i, p]` is at `a[(p / 8) · 8m + i · 8 + p % 8]`,
+/// and the last block is padded with zeros to a multiple of 8
+/// ([`skinny_rows_a_len`] values in all). Each row's 8 values of a block
+/// are then adjacent, so the step is a fixed run of 8 broadcasts and FMAs.
 ///
 /// B is streamed once, row by row, in blocks of `SKINNY_C_FLOATS / m`
 /// columns (at least [`SKINNY_MIN_COLS`]) and 8 rows at a time. Each block
 /// of C rows is copied into a dense buffer that stays in L1 while the rows
 /// of B stream past it. Partial vectors use masked tail loads and stores,
-/// so nothing past column `n` is read or written. C is read, so the caller
-/// applies beta (writing zeros for beta = 0) before the call.
+/// so nothing past column `n` or row `k` of B is read or written. C is
+/// read, so the caller applies beta (writing zeros for beta = 0) before the
+/// call.
 ///
 /// # Safety
 ///
-/// `a` addresses `k · m` readable f32; `b[p * rs_b + j]` is readable for
-/// `p < k`, `j < n`; `c[i * rs_c + j]` is readable and writable for
-/// `i < m`, `j < n`; C overlaps neither A nor B.
+/// `a` addresses `skinny_rows_a_len(m, k)` readable f32; `b[p * rs_b + j]`
+/// is readable for `p < k`, `j < n`; `c[i * rs_c + j]` is readable and
+/// writable for `i < m`, `j < n`; C overlaps neither A nor B.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
@@ -238,7 +254,7 @@ pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
     c: *mut f32,
     rs_c: usize,
 ) {
-    const P: usize = 8;
+    const P: usize = SKINNY_DEPTH_BLOCK;
     debug_assert!(m >= 1 && m * SKINNY_MIN_COLS <= SKINNY_C_FLOATS, "skinny rows take 1 ..= 16 rows, got {m}");
     let l = S::LANES;
     // The block of C is accumulated in a dense copy: rows of C that lie a
@@ -256,40 +272,24 @@ pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
         let mut p = 0;
         while p < k {
             let pb = (k - p).min(P);
+            let a_block = a.wrapping_add(p * m);
             let mut jv = 0;
             while jv < jw {
                 let nl = (jw - jv).min(l);
                 // SAFETY: B rows p .. p + pb are read at columns
-                // j0 + jv .. + nl <= n only, the block at row i < m and
-                // columns jv .. jv + nl <= jw, and A at a[(p + q) · m + i]
-                // with p + q < k, i < m.
+                // j0 + jv .. + nl <= n only, the block at rows i < m and
+                // columns jv .. jv + nl <= jw, and A inside block p / 8.
                 unsafe {
-                    let col = j0 + jv;
                     let zero = s.splat(0.0);
                     let mut bv = [zero; P];
                     for (q, slot) in bv.iter_mut().enumerate().take(pb) {
-                        *slot = load_part_elem(s, b.add((p + q) * rs_b + col), nl);
+                        *slot = load_part_elem(s, b.add((p + q) * rs_b + j0 + jv), nl);
                     }
-                    for i in 0..m {
-                        let ci = block.as_mut_ptr().add(i * jw + jv);
-                        let ap = a.add(p * m + i);
-                        // Two partial sums halve the dependent FMA chain.
-                        let mut even = load_part(s, ci, nl);
-                        let mut odd = zero;
-                        for (q, &bq) in bv.iter().enumerate().take(pb) {
-                            let aq = s.splat(*ap.add(q * m));
-                            if q % 2 == 0 {
-                                even = s.fma(aq, bq, even);
-                            } else {
-                                odd = s.fma(aq, bq, odd);
-                            }
-                        }
-                        let out = s.add(even, odd);
-                        if nl == l {
-                            s.store(ci, out);
-                        } else {
-                            s.store_tail(ci, nl, out);
-                        }
+                    let c_col = block.as_mut_ptr().add(jv);
+                    if nl == l {
+                        axpy_rows::<S, true>(s, m, &bv, a_block, c_col, jw, nl);
+                    } else {
+                        axpy_rows::<S, false>(s, m, &bv, a_block, c_col, jw, nl);
                     }
                 }
                 jv += l;
@@ -304,21 +304,43 @@ pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
     }
 }
 
-/// Loads `nl <= LANES` values from `p`, the rest of the lanes 0. A helper
-/// function rather than a closure, because closures do not inherit the
-/// caller's target features and would not inline.
+/// One step of [`skinny_rows`] for one vector of columns: `C[i, ·] += Σ_q
+/// a[i · 8 + q] · bv[q]` for `i < m`, with row i of C at `c + i · rs_c`
+/// and `nl` lanes (all of them when `FULL`). Entries of `bv` past the depth
+/// are zero, and so are the padded values of A.
 ///
 /// # Safety
 ///
-/// `p .. p + nl` is readable.
+/// `a[0 .. 8m]` is readable, and `c + i · rs_c` is readable and writable
+/// over `nl` values for `i < m`.
 #[inline(always)]
-unsafe fn load_part<S: SimdF32>(s: S, p: *const f32, nl: usize) -> S::V {
+unsafe fn axpy_rows<S: SimdF32, const FULL: bool>(
+    s: S,
+    m: usize,
+    bv: &[S::V; SKINNY_DEPTH_BLOCK],
+    a: *const f32,
+    c: *mut f32,
+    rs_c: usize,
+    nl: usize,
+) {
     // SAFETY: forwarded contract.
     unsafe {
-        if nl == S::LANES {
-            s.load(p)
-        } else {
-            s.load_tail(p, nl, 0.0)
+        for i in 0..m {
+            let ci = c.add(i * rs_c);
+            let ai = a.add(i * SKINNY_DEPTH_BLOCK);
+            // Two partial sums halve the dependent FMA chain.
+            let mut even = if FULL { s.load(ci) } else { s.load_tail(ci, nl, 0.0) };
+            let mut odd = s.splat(0.0);
+            for q in (0..SKINNY_DEPTH_BLOCK).step_by(2) {
+                even = s.fma(s.splat(*ai.add(q)), bv[q], even);
+                odd = s.fma(s.splat(*ai.add(q + 1)), bv[q + 1], odd);
+            }
+            let out = s.add(even, odd);
+            if FULL {
+                s.store(ci, out);
+            } else {
+                s.store_tail(ci, nl, out);
+            }
         }
     }
 }
