@@ -91,10 +91,14 @@ fn check(
         }
     }
     // Gaps between the elements of C must be untouched.
+    let mut inside = vec![false; c.data.len()];
+    for i in 0..m {
+        for j in 0..n {
+            inside[c.offset + i * c.rs + j * c.cs] = true;
+        }
+    }
     for (idx, (&x, &x0)) in c.data.iter().zip(&c0.data).enumerate() {
-        let off = idx as isize - c.offset as isize;
-        let inside = (0..m).any(|i| (0..n).any(|j| (i * c.rs + j * c.cs) as isize == off));
-        if !inside {
+        if !inside[idx] {
             assert!(x.to_bits() == x0.to_bits(), "C buffer index {idx} outside the matrix changed: {x0} -> {x}, {shape}");
         }
     }
@@ -328,6 +332,21 @@ macro_rules! isa_suite {
                         }
                     }
                     assert_ran(ISA);
+                });
+            }
+
+            #[test]
+            fn skinny_rows_wider_than_block() {
+                on_isa(ISA, || {
+                    let mut rng = Rng::new(17);
+                    // The row form keeps a quarter of L2 of C per block, at
+                    // least 256 columns: these widths span several blocks on
+                    // a 1 MiB L2 and on the 512 KiB fallback.
+                    for shape in [(16usize, 4200usize, 9usize), (3, 22_000, 5), (1, 66_000, 3), (16, 300, 20)] {
+                        run_blas_case(&mut rng, Layout::RowMajor, Transpose::No, Transpose::No, shape, -0.75, 0.5, 0, false);
+                        run_blas_case(&mut rng, Layout::RowMajor, Transpose::No, Transpose::No, shape, 1.0, 0.0, 1, true);
+                        assert_ran(ISA);
+                    }
                 });
             }
 

@@ -33,8 +33,9 @@ use crate::error::{Error, Result, Status};
 use crate::threads::{num_threads, parallel_for, SharedPtr};
 
 type TileFn = unsafe fn(usize, f32, *const f32, *const f32, f32, *mut f32, isize, isize, usize, usize);
-type SkinnyRowsFn = unsafe fn(usize, usize, usize, *const f32, *const f32, usize, *mut f32, usize);
-type SkinnyRowsHalfFn = unsafe fn(usize, usize, usize, *const f32, *const u16, usize, *mut f32, usize);
+type SkinnyRowsFn = unsafe fn(usize, usize, usize, *const f32, *const f32, usize, *mut f32, usize, *mut f32, usize);
+type SkinnyRowsHalfFn =
+    unsafe fn(usize, usize, usize, *const f32, *const u16, usize, *mut f32, usize, *mut f32, usize);
 type Bf16TileFn = unsafe fn(usize, f32, *const u16, *const u16, f32, *mut f32, isize, isize, usize, usize);
 type SkinnyDotsFn =
     unsafe fn(usize, usize, usize, f32, *const f32, *const f32, usize, f32, *mut f32, isize, isize);
@@ -356,28 +357,54 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
         Dtype::F16 => Some(table.skinny_rows_f16),
         Dtype::Bf16 => Some(table.skinny_rows_bf16),
     };
+    // One block buffer per worker, allocated before any work so that no
+    // allocation can fail after C has been written.
+    let block_cols = skinny_block_cols(cache_sizes(), p.m).min(p.n);
+    let block_len = p.m * (block_cols + mlak_kernels::gemm::SKINNY_BLOCK_PAD);
+    let workers = threads.min(strips.div_ceil(min_strips)).max(1);
+    let mut blocks = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        blocks.push(workspace(block_len)?);
+    }
+    let blocks = std::sync::Mutex::new(blocks);
 
     parallel_for(strips, min_strips, threads, |range| {
         let j0 = range.start * SKINNY_STRIP;
         let j1 = (range.end * SKINNY_STRIP).min(p.n);
         let (a, rs_b, c_strip) = (a_km as *const f32, p.b.rs as usize, c.get());
+        // parallel_for runs at most `workers` ranges at once, so a buffer
+        // is always free.
+        let mut block = blocks.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        if block.len() < block_len {
+            block = vec![0.0; block_len];
+        }
+        let bp = block.as_mut_ptr();
         // SAFETY: columns j0 .. j1 of B and C are inside the matrices, B's
-        // element type matches the kernel chosen above, and each worker
-        // writes a disjoint column range of C.
+        // element type matches the kernel chosen above, each worker writes
+        // a disjoint column range of C, and `block` holds m rows of
+        // block_cols + SKINNY_BLOCK_PAD floats.
         unsafe {
             match half {
                 None => {
                     let b = (b as *const f32).add(j0);
-                    (table.skinny_rows)(p.m, j1 - j0, p.k, a, b, rs_b, c_strip.add(j0), p.rs_c as usize)
+                    (table.skinny_rows)(p.m, j1 - j0, p.k, a, b, rs_b, c_strip.add(j0), p.rs_c as usize, bp, block_cols)
                 }
                 Some(f) => {
                     let b = (b as *const u16).add(j0);
-                    f(p.m, j1 - j0, p.k, a, b, rs_b, c_strip.add(j0), p.rs_c as usize)
+                    f(p.m, j1 - j0, p.k, a, b, rs_b, c_strip.add(j0), p.rs_c as usize, bp, block_cols)
                 }
             }
         };
+        blocks.lock().unwrap_or_else(|e| e.into_inner()).push(block);
     });
     Ok(())
+}
+
+/// Returns the columns per block of C in the skinny row form for m rows: a
+/// quarter of L2, so the block stays there while B streams past, in whole
+/// cache lines and at least 256 columns.
+fn skinny_block_cols(caches: CacheSizes, m: usize) -> usize {
+    (caches.l2 / 4 / (m.max(1) * 4)).max(256) / 16 * 16
 }
 
 /// Shortest depth block of the dot form: below it the per-block

@@ -228,19 +228,22 @@ pub const fn skinny_rows_a_len(m: usize, k: usize) -> usize {
 /// ([`skinny_rows_a_len`] values in all). Each row's 8 values of a block
 /// are then adjacent, so the step is a fixed run of 8 broadcasts and FMAs.
 ///
-/// B is streamed once, row by row, in blocks of `SKINNY_C_FLOATS / m`
-/// columns (at least [`SKINNY_MIN_COLS`]) and 8 rows at a time. Each block
-/// of C rows is copied into a dense buffer that stays in L1 while the rows
-/// of B stream past it. Partial vectors use masked tail loads and stores,
-/// so nothing past column `n` or row `k` of B is read or written. C is
-/// read, so the caller applies beta (writing zeros for beta = 0) before the
-/// call.
+/// B is streamed once, 8 rows at a time, in blocks of `block_cols`
+/// columns: long contiguous runs of each row, which the hardware
+/// prefetcher follows. Each block of C is copied into the dense buffer
+/// `block` (row stride `block_cols + SKINNY_BLOCK_PAD`), which the caller
+/// sizes to stay in L2; the padding keeps rows of C that lie a multiple of
+/// 4 KiB apart (n = 4096, say) out of one L1 set. Partial vectors use
+/// masked tail loads and stores, so nothing past column `n` or row `k` of B
+/// is read or written. C is read, so the caller applies beta (writing
+/// zeros for beta = 0) before the call.
 ///
 /// # Safety
 ///
 /// `a` addresses `skinny_rows_a_len(m, k)` readable f32; `b[p * rs_b + j]`
 /// is readable for `p < k`, `j < n`; `c[i * rs_c + j]` is readable and
-/// writable for `i < m`, `j < n`; C overlaps neither A nor B.
+/// writable for `i < m`, `j < n`; `block` is writable over
+/// `m · (block_cols + SKINNY_BLOCK_PAD)` f32; none of them overlap.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
@@ -253,21 +256,20 @@ pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
     rs_b: usize,
     c: *mut f32,
     rs_c: usize,
+    block: *mut f32,
+    block_cols: usize,
 ) {
     const P: usize = SKINNY_DEPTH_BLOCK;
-    debug_assert!(m >= 1 && m * SKINNY_MIN_COLS <= SKINNY_C_FLOATS, "skinny rows take 1 ..= 16 rows, got {m}");
+    debug_assert!(m >= 1 && block_cols >= 1, "empty skinny block: m = {m}, block_cols = {block_cols}");
     let l = S::LANES;
-    // The block of C is accumulated in a dense copy: rows of C that lie a
-    // multiple of 4 KiB apart (n = 4096, say) would all fall into the same
-    // L1 set, and 16 of them overflow its ways.
-    let mut block = [0.0f32; SKINNY_C_FLOATS];
+    let bs = block_cols + SKINNY_BLOCK_PAD;
     let mut j0 = 0;
     while j0 < n {
-        let jw = (n - j0).min((SKINNY_C_FLOATS / m).max(SKINNY_MIN_COLS));
+        let jw = (n - j0).min(block_cols);
         for i in 0..m {
             // SAFETY: row i of C is readable at columns j0 .. j0 + jw <= n,
-            // and block has room for m · jw <= SKINNY_C_FLOATS floats.
-            unsafe { core::ptr::copy_nonoverlapping(c.add(i * rs_c + j0), block.as_mut_ptr().add(i * jw), jw) };
+            // and block row i has room for jw <= block_cols floats.
+            unsafe { core::ptr::copy_nonoverlapping(c.add(i * rs_c + j0), block.add(i * bs), jw) };
         }
         let mut p = 0;
         while p < k {
@@ -285,11 +287,11 @@ pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
                     for (q, slot) in bv.iter_mut().enumerate().take(pb) {
                         *slot = load_part_elem(s, b.add((p + q) * rs_b + j0 + jv), nl);
                     }
-                    let c_col = block.as_mut_ptr().add(jv);
+                    let c_col = block.add(jv);
                     if nl == l {
-                        axpy_rows::<S, true>(s, m, &bv, a_block, c_col, jw, nl);
+                        axpy_rows::<S, true>(s, m, &bv, a_block, c_col, bs, nl);
                     } else {
-                        axpy_rows::<S, false>(s, m, &bv, a_block, c_col, jw, nl);
+                        axpy_rows::<S, false>(s, m, &bv, a_block, c_col, bs, nl);
                     }
                 }
                 jv += l;
@@ -298,7 +300,7 @@ pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
         }
         for i in 0..m {
             // SAFETY: as for the copy in, in the other direction.
-            unsafe { core::ptr::copy_nonoverlapping(block.as_ptr().add(i * jw), c.add(i * rs_c + j0), jw) };
+            unsafe { core::ptr::copy_nonoverlapping(block.add(i * bs), c.add(i * rs_c + j0), jw) };
         }
         j0 += jw;
     }
@@ -363,11 +365,9 @@ unsafe fn load_part_elem<S: SimdF32, E: KvElem>(s: S, p: *const E, nl: usize) ->
     }
 }
 
-/// Floats of C per block of [`skinny_rows`]: 16 KiB, half of the smallest
-/// common L1d. Wider blocks give each row of B a longer contiguous run.
-pub const SKINNY_C_FLOATS: usize = 4096;
-/// Minimum columns per block of [`skinny_rows`].
-pub const SKINNY_MIN_COLS: usize = 256;
+/// Padding of each row of [`skinny_rows`]'s block of C, in floats: one
+/// cache line, so consecutive rows start in different L1 sets.
+pub const SKINNY_BLOCK_PAD: usize = 16;
 
 /// Skinny product in "dot" form, for B stored with contiguous columns (B's
 /// element type `E` is f32, f16 or bf16, widened to f32 as it is loaded):
@@ -597,11 +597,13 @@ macro_rules! skinny_rows_entry {
             rs_b: usize,
             c: *mut f32,
             rs_c: usize,
+            block: *mut f32,
+            block_cols: usize,
         ) {
             let b = b.cast::<$elem>();
             // SAFETY: the caller guarantees the ISA and the contract; `$elem`
             // has the layout of `$bits`.
-            unsafe { crate::gemm::skinny_rows(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c) }
+            unsafe { crate::gemm::skinny_rows(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c, block, block_cols) }
         }
     };
 }
