@@ -2,7 +2,9 @@
 //! on the normalizer over the row's candidates.
 
 use super::{row_max_or_policy, Rows, CONVERGED, GROUP_MAX_N, GROUP_ROWS, MAX_PASSES};
-use crate::simd::{exp, ln, ln_1p, SimdF32, MAX_LANES};
+use crate::simd::{exp, ln, SimdF32, MAX_LANES};
+use crate::softmax::fill;
+use std::hint::select_unpredictable;
 
 /// Returns p, p/v and p/v² of one vector at the constants (max, θ, a, 1/a);
 /// see [`alpha_pass`].
@@ -16,11 +18,15 @@ fn alpha_eval<S: SimdF32, const NEAR_ONE: bool>(
     let zero = s.splat(0.0);
     // x − max first, so that the result depends on x − max only.
     let w = s.mul(va, s.sub(s.sub(v, vm), vtheta));
-    let (base, log) = if NEAR_ONE { (s.add(s.splat(1.0), w), ln_1p(s, w)) } else { (w, ln(s, w)) };
+    let one = s.splat(1.0);
+    let base = if NEAR_ONE { s.add(one, w) } else { w };
+    let inv = s.div(one, base);
+    // ln(1 + w) as in `ln_1p`, with its division by v = base replaced by
+    // the product with inv, which the slope needs anyway.
+    let log = if NEAR_ONE { s.fma(s.sub(w, s.sub(base, one)), inv, ln(s, base)) } else { ln(s, w) };
     // Lanes outside the support compute garbage that the select drops.
     let inside = s.gt(base, s.splat(f32::MIN_POSITIVE));
     let p = s.select(inside, exp(s, s.mul(vb, log)), zero);
-    let inv = s.div(s.splat(1.0), base);
     let slope = s.select(inside, s.mul(p, inv), zero);
     (p, slope, s.mul(slope, inv))
 }
@@ -34,11 +40,12 @@ fn alpha_eval<S: SimdF32, const NEAR_ONE: bool>(
 ///   threshold in units of x.
 ///
 /// p = v^(1/a) for v > 0 and 0 otherwise. Returns (Σ p, Σ p/v, Σ p/v²):
-/// in both forms dΣp/dθ = −Σ p/v and d²Σp/dθ² = (1 − a)·Σ p/v².
+/// in both forms dΣp/dθ = −Σ p/v and d²Σp/dθ² = (1 − a)·Σ p/v². Stores
+/// each p to `p_out[0 .. n]` unless `p_out` is null.
 ///
 /// # Safety
 ///
-/// `x[0 .. n]` must be readable.
+/// `x[0 .. n]` must be readable, and `p_out[0 .. n]` writable unless null.
 #[inline(always)]
 unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
     s: S,
@@ -47,6 +54,7 @@ unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
     max: f32,
     a: f32,
     theta: f32,
+    p_out: *mut f32,
 ) -> (f32, f32, f32) {
     let l = S::LANES;
     let consts = (s.splat(max), s.splat(theta), s.splat(a), s.splat(1.0 / a));
@@ -56,14 +64,22 @@ unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
     const BLOCK: usize = 64;
     let (mut p_total, mut d_total, mut e_total) = (0.0f64, 0.0f64, 0.0f64);
     let mut i = 0;
-    // SAFETY: loads stay inside x[0 .. n].
+    // SAFETY: loads stay inside x[0 .. n] and stores inside p_out[0 .. n].
     unsafe {
         while i < n {
             let (mut p0, mut d0, mut e0) = (zero, zero, zero);
             let end = n.min(i + BLOCK * l);
             while i < end {
-                let v = if i + l <= end { s.load(x.add(i)) } else { s.load_tail(x.add(i), end - i, f32::NEG_INFINITY) };
+                let full = i + l <= end;
+                let v = if full { s.load(x.add(i)) } else { s.load_tail(x.add(i), end - i, f32::NEG_INFINITY) };
                 let (p, d, e) = alpha_eval::<S, NEAR_ONE>(s, v, consts);
+                if !p_out.is_null() {
+                    if full {
+                        s.store(p_out.add(i), p);
+                    } else {
+                        s.store_tail(p_out.add(i), end - i, p);
+                    }
+                }
                 p0 = s.add(p0, p);
                 d0 = s.add(d0, d);
                 e0 = s.add(e0, e);
@@ -196,6 +212,75 @@ unsafe fn alpha_write<S: SimdF32, const NEAR_ONE: bool>(
     }
 }
 
+/// Longest row whose α-entmax candidates the grouped body keeps in an
+/// [`AlphaScratch`] on the stack.
+pub const ALPHA_SCRATCH_N: usize = 256;
+
+/// Stack storage of one row's candidates, their positions and their p at
+/// the latest θ. With it, the output is written from the p of the last
+/// pass, so no second evaluation of the row is needed, and in-place rows
+/// are compacted too.
+///
+/// `cand` and `index` have [`MAX_LANES`] entries of slack for the full
+/// vector stores of [`SimdF32::compress`]; `index` holds positions as f32,
+/// exact below 2^24.
+#[derive(Clone, Copy)]
+struct AlphaScratch {
+    cand: [f32; ALPHA_SCRATCH_N + MAX_LANES],
+    index: [f32; ALPHA_SCRATCH_N + MAX_LANES],
+    p: [f32; ALPHA_SCRATCH_N],
+}
+
+impl AlphaScratch {
+    const EMPTY: Self =
+        AlphaScratch { cand: [0.0; ALPHA_SCRATCH_N + MAX_LANES], index: [0.0; ALPHA_SCRATCH_N + MAX_LANES], p: [0.0; ALPHA_SCRATCH_N] };
+
+    /// Copies the entries of `x[0 .. n]` above `bound` and their positions
+    /// to `cand` and `index`, in order, and returns their count and the sum
+    /// of their x − max.
+    ///
+    /// # Safety
+    ///
+    /// `x[0 .. n]` readable, n ≤ [`ALPHA_SCRATCH_N`].
+    #[inline(always)]
+    unsafe fn compact<S: SimdF32>(&mut self, s: S, x: *const f32, n: usize, max: f32, bound: f32) -> (usize, f32) {
+        debug_assert!(n <= ALPHA_SCRATCH_N);
+        // 0, 1, 2, ... as f32, the lane offsets of the positions.
+        const LANE_OFFSETS: [f32; MAX_LANES] = {
+            let mut offsets = [0.0f32; MAX_LANES];
+            let mut j = 0;
+            while j < MAX_LANES {
+                offsets[j] = j as f32;
+                j += 1;
+            }
+            offsets
+        };
+        let l = S::LANES;
+        let (vb, vm, zero) = (s.splat(bound), s.splat(max), s.splat(0.0));
+        let (cand, index) = (self.cand.as_mut_ptr(), self.index.as_mut_ptr());
+        let mut sum = zero;
+        let (mut i, mut k) = (0, 0);
+        // SAFETY: loads cover x[i .. i + l] with i + l ≤ n, or the tail
+        // x[i .. n]; k ≤ i < n, so each compress writes inside the first
+        // n + MAX_LANES entries.
+        unsafe {
+            let offsets = s.load(LANE_OFFSETS.as_ptr());
+            while i < n {
+                let v = if i + l <= n { s.load(x.add(i)) } else { s.load_tail(x.add(i), n - i, f32::NEG_INFINITY) };
+                let above = s.gt(v, vb);
+                if s.mask_any(above) {
+                    sum = s.add(sum, s.select(above, s.sub(v, vm), zero));
+                    let count = s.compress(cand.add(k), above, v);
+                    s.compress(index.add(k), above, s.add(offsets, s.splat(i as f32)));
+                    k += count;
+                }
+                i += l;
+            }
+        }
+        (k, s.reduce_add(sum))
+    }
+}
+
 /// State of the iteration of [`alpha_row`] on one row, in the
 /// parameterization of [`alpha_pass`] selected by `NEAR_ONE`.
 ///
@@ -214,6 +299,10 @@ struct AlphaSolve {
     bound: f32,
     cand: *const f32,
     k: usize,
+    /// Position of each candidate in the row and its p at `theta`, when
+    /// the candidates sit in an [`AlphaScratch`]; null otherwise.
+    index: *const f32,
+    p: *mut f32,
     theta: f32,
     lo: f32,
     hi: f32,
@@ -230,13 +319,28 @@ impl AlphaSolve {
     ///
     /// As for [`alpha_row`]; `max` is the finite row maximum.
     #[inline(always)]
-    unsafe fn new<S: SimdF32, const NEAR_ONE: bool>(s: S, x: *const f32, y: *mut f32, n: usize, max: f32, alpha: f32) -> Self {
+    unsafe fn new<S: SimdF32, const NEAR_ONE: bool>(
+        s: S,
+        x: *const f32,
+        y: *mut f32,
+        n: usize,
+        max: f32,
+        alpha: f32,
+        scratch: Option<&mut AlphaScratch>,
+    ) -> Self {
         let a = alpha - 1.0;
         let a64 = a as f64;
         // Rounded down a little, so that no candidate is lost to rounding,
         // and strictly below max even where 1/a is below max's ulp.
         let bound = ((max as f64 - (1.0 + 1e-6) / a64) as f32).min(max.next_down());
-        let (cand, k, z_sum) = if std::ptr::eq(x, y) {
+        let (mut index, mut p) = (std::ptr::null(), std::ptr::null_mut());
+        let (cand, k, z_sum) = if let Some(scratch) = scratch {
+            debug_assert!(n <= ALPHA_SCRATCH_N);
+            // SAFETY: forwarded from the caller, and n ≤ ALPHA_SCRATCH_N.
+            let (k, z_sum) = unsafe { scratch.compact(s, x, n, max, bound) };
+            (index, p) = (scratch.index.as_ptr(), scratch.p.as_mut_ptr());
+            (scratch.cand.as_ptr(), k, z_sum)
+        } else if std::ptr::eq(x, y) {
             (x, n, f32::NAN)
         } else {
             // SAFETY: x and y are disjoint rows of n elements.
@@ -256,7 +360,7 @@ impl AlphaSolve {
         // for α > 2 the bracket catches a start on the wrong side.
         let start = (z_sum / k as f32) as f64 - (-a64 * ln_k as f64).exp_m1() / a64 + offset;
         let theta = if start > lo as f64 && start < hi as f64 { start as f32 } else { lo };
-        AlphaSolve { x, y, n, max, a, bound, cand, k, theta, lo, hi, last_f: f32::INFINITY, sum: f32::NAN }
+        AlphaSolve { x, y, n, max, a, bound, cand, k, index, p, theta, lo, hi, last_f: f32::INFINITY, sum: f32::NAN }
     }
 
     /// Runs one pass at the current θ and moves θ. Returns whether the
@@ -269,43 +373,44 @@ impl AlphaSolve {
     unsafe fn step<S: SimdF32, const NEAR_ONE: bool>(&mut self, s: S) -> bool {
         let a = self.a;
         // SAFETY: forwarded from the caller.
-        let (sum, slope, curvature) = unsafe { alpha_pass::<S, NEAR_ONE>(s, self.cand, self.k, self.max, a, self.theta) };
+        let (sum, slope, curvature) = unsafe { alpha_pass::<S, NEAR_ONE>(s, self.cand, self.k, self.max, a, self.theta, self.p) };
         self.sum = sum;
         let f = sum - 1.0;
-        if f.abs() <= CONVERGED {
-            return true;
-        }
-        if f > 0.0 {
-            self.lo = self.theta;
-        } else {
-            self.hi = self.theta;
-        }
-        // Newton's step on h(θ) = (Σp)^a − 1 rather than on f: for a
+        // Everything below is computed with selects rather than branches,
+        // for the reason given at `threshold_step`. Once the row has
+        // stopped, the updates of the bracket no longer matter.
+        let converged = f.abs() <= CONVERGED;
+        let (lo, hi) = (self.lo, self.hi);
+        self.lo = select_unpredictable(f > 0.0, self.theta, lo);
+        self.hi = select_unpredictable(f > 0.0, hi, self.theta);
+        // Halley's step on h(θ) = (Σp)^a − 1 rather than on f: for a
         // support of equal entries h is exactly linear in θ, and for real
         // rows it is close to linear for every α, while f is strongly
-        // curved as α → 1 (where h tends to ln Σp). Its step
-        // h/h' = ((Σp)^a − 1)/(a·(Σp)^(a−1)·slope) is written as
-        // −Σp·expm1(−a·ln Σp)/(a·slope). Once |f| is small, Halley's step
-        // on f, which converges cubically, needs no libm call.
-        let step = if f.abs() < 0.01 {
-            2.0 * f * slope / (2.0 * slope * slope - f * (1.0 - a) * curvature)
-        } else {
-            let a64 = a as f64;
-            let sum64 = sum as f64;
-            (-sum64 * (-a64 * sum64.ln()).exp_m1() / (a64 * slope as f64)) as f32
-        };
-        let newton = self.theta + step;
-        let inside = newton > self.lo && newton < self.hi;
+        // curved as α → 1 (where h tends to ln Σp). With S = Σp, P = S^a,
+        // S' = −slope and S'' = (1 − a)·curvature, the step
+        // −2·h·h'/(2·h'² − h·h'') is
+        // 2·(P − 1)·S·slope / (2·a·P·slope² − (P − 1)·((a − 1)·slope² + S·S'')).
+        // P comes from the vector ln and exp: their few ulp suffice for a
+        // step that the bracket guards. Once |f| < 0.01, Halley's step on f
+        // itself is as good and needs no power.
+        let mut lanes = [0.0f32; MAX_LANES];
+        s.to_array(exp(s, s.mul(s.splat(a), ln(s, s.splat(sum)))), &mut lanes);
+        let (power, slope2) = (lanes[0], slope * slope);
+        let h = power - 1.0;
+        let second = (a - 1.0) * slope2 + sum * (1.0 - a) * curvature;
+        let halley_h = 2.0 * h * sum * slope / (2.0 * a * power * slope2 - h * second);
+        let halley_f = 2.0 * f * slope / (2.0 * slope2 - f * (1.0 - a) * curvature);
+        let newton = self.theta + select_unpredictable(f.abs() < 0.01, halley_f, halley_h);
+        let inside = (newton > self.lo) & (newton < self.hi);
         // A step near an entry at the support boundary can be tiny while f
         // is not (for α > 2 the slope there is unbounded), so only the
         // bracket width, not the step length, ends the iteration.
-        let next = if inside && f.abs() <= 0.5 * self.last_f { newton } else { 0.5 * (self.lo + self.hi) };
+        let next = select_unpredictable(inside & (f.abs() <= 0.5 * self.last_f), newton, 0.5 * (self.lo + self.hi));
         self.last_f = f.abs();
-        if self.hi - self.lo <= 2.0 * f32::EPSILON * self.hi.abs().max(self.lo.abs()) || next == self.theta {
-            return true;
-        }
-        self.theta = next;
-        false
+        let narrow = self.hi - self.lo <= 2.0 * f32::EPSILON * self.hi.abs().max(self.lo.abs());
+        let stop = converged | narrow | (next == self.theta);
+        self.theta = select_unpredictable(stop, self.theta, next);
+        stop
     }
 
     /// Writes the output row from the last θ and Σp.
@@ -316,8 +421,24 @@ impl AlphaSolve {
     /// longer read once y is written.
     #[inline(always)]
     unsafe fn write<S: SimdF32, const NEAR_ONE: bool>(&self, s: S) {
-        // SAFETY: forwarded from the caller.
-        unsafe { alpha_write::<S, NEAR_ONE>(s, self.x, self.y, self.n, self.max, self.a, self.theta, self.bound, 1.0 / self.sum) }
+        let r = 1.0 / self.sum;
+        if self.index.is_null() {
+            // SAFETY: forwarded from the caller.
+            unsafe { alpha_write::<S, NEAR_ONE>(s, self.x, self.y, self.n, self.max, self.a, self.theta, self.bound, r) };
+            return;
+        }
+        // The last pass stored p at θ for every candidate, the same values
+        // that alpha_write would compute, and every other entry is 0.
+        // SAFETY: y[0 .. n] is writable, the scratch holds k candidates,
+        // and each index is below n.
+        unsafe {
+            fill(s, self.y, self.n, 0.0);
+            for j in 0..self.k {
+                let at = *self.index.add(j) as usize;
+                debug_assert!(at < self.n);
+                *self.y.add(at) = *self.p.add(j) * r;
+            }
+        }
     }
 }
 
@@ -331,7 +452,7 @@ unsafe fn alpha_solve<S: SimdF32, const NEAR_ONE: bool>(s: S, x: *const f32, y: 
     // SAFETY: forwarded from the caller; `new` leaves the candidates that
     // `step` reads.
     unsafe {
-        let mut solve = AlphaSolve::new::<S, NEAR_ONE>(s, x, y, n, max, alpha);
+        let mut solve = AlphaSolve::new::<S, NEAR_ONE>(s, x, y, n, max, alpha, None);
         for _ in 0..MAX_PASSES {
             if solve.step::<S, NEAR_ONE>(s) {
                 break;
@@ -371,6 +492,7 @@ pub unsafe fn alpha_rows<S: SimdF32>(s: S, block: Rows, alpha: f32) {
 #[inline(always)]
 unsafe fn alpha_blocks<S: SimdF32, const NEAR_ONE: bool>(s: S, block: Rows, alpha: f32) {
     let n = block.n;
+    let mut scratch = [AlphaScratch::EMPTY; GROUP_ROWS];
     let mut r = 0;
     while r < block.rows {
         if n > GROUP_MAX_N {
@@ -386,12 +508,13 @@ unsafe fn alpha_blocks<S: SimdF32, const NEAR_ONE: bool>(s: S, block: Rows, alph
         }
         let count = GROUP_ROWS.min(block.rows - r);
         let mut solves: [Option<AlphaSolve>; GROUP_ROWS] = [const { None }; GROUP_ROWS];
-        for (g, solve) in solves.iter_mut().enumerate().take(count) {
+        for ((g, solve), scratch) in solves.iter_mut().enumerate().take(count).zip(scratch.iter_mut()) {
             // SAFETY: row r + g is inside the block.
             unsafe {
                 let (x, y) = (block.x_row(r + g), block.y_row(r + g));
                 if let Some(m) = row_max_or_policy(s, x, y, n) {
-                    *solve = Some(AlphaSolve::new::<S, NEAR_ONE>(s, x, y, n, m, alpha));
+                    let scratch = if n <= ALPHA_SCRATCH_N { Some(&mut *scratch) } else { None };
+                    *solve = Some(AlphaSolve::new::<S, NEAR_ONE>(s, x, y, n, m, alpha, scratch));
                 }
             }
         }

@@ -25,6 +25,7 @@
 
 use crate::simd::SimdF32;
 use crate::softmax::{fill, max_and_nan};
+use std::hint::select_unpredictable;
 
 mod alpha;
 mod backward;
@@ -134,9 +135,10 @@ unsafe fn support_pass<S: SimdF32, const SQUARE: bool>(
 /// false) or entmax-1.5 (`SQUARE` true) from `tau`, in the units
 /// u = (x − max)·scale. Returns the next τ and whether it is final.
 ///
-/// The result is computed with selects, not branches, so that a
-/// mispredicted exit of one row does not discard the passes of the other
-/// rows of a group that the core runs speculatively behind it.
+/// The result is computed with selects, not branches: a branch on it
+/// would resolve only at the end of the pass's reductions, and each
+/// misprediction would discard the passes of the other rows of a group
+/// that the core runs speculatively behind it.
 ///
 /// # Safety
 ///
@@ -170,15 +172,9 @@ unsafe fn threshold_step<S: SimdF32, const SQUARE: bool>(
     // No representable progress: the remaining candidates are within
     // rounding of the threshold, where they contribute nothing.
     let stalled = !(next > tau);
-    let at_stall = if closed.is_nan() { tau } else { tau + closed.max(0.0) };
-    let result = if exact {
-        tau + closed
-    } else if stalled {
-        at_stall
-    } else {
-        next
-    };
-    (result, exact || stalled)
+    let at_stall = select_unpredictable(closed.is_nan(), tau, tau + closed.max(0.0));
+    let result = select_unpredictable(exact, tau + closed, select_unpredictable(stalled, at_stall, next));
+    (result, exact | stalled)
 }
 
 /// Returns the exact threshold of sparsemax (`SQUARE` false) or entmax-1.5
@@ -289,7 +285,7 @@ pub unsafe fn exact_row<S: SimdF32, const SQUARE: bool>(s: S, x: *const f32, y: 
 /// threshold passes form one long chain of dependent reductions; running
 /// several rows' passes side by side lets the out-of-order core overlap
 /// the chains.
-pub const GROUP_ROWS: usize = 4;
+pub const GROUP_ROWS: usize = 8;
 
 /// Longest row that runs in groups of [`GROUP_ROWS`]. Longer rows have
 /// enough independent vectors in each pass to keep the core busy alone.
