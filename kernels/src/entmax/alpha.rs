@@ -1,4 +1,4 @@
-//! α-entmax for general α > 1: the bracketed Newton and Halley iteration
+//! α-entmax for general α > 1: the bracketed Halley iteration
 //! on the normalizer over the row's candidates.
 
 use super::{row_max_or_policy, Rows, CONVERGED, GROUP_MAX_N, GROUP_ROWS, MAX_PASSES};
@@ -106,12 +106,12 @@ unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
 ///
 /// c ≥ 0 because p_max ≤ 1, and c ≤ (1 − k^(−a))/a for k candidates
 /// because there every p_i ≤ 1/k. The iteration starts from the c of k
-/// equal candidates, takes Newton steps on h = (Σp)^a − 1 while |Σp − 1| is
-/// large and Halley steps on Σp − 1 once it is small, all inside that
+/// equal candidates, takes Halley steps on h = (Σp)^a − 1 while |Σp − 1| is
+/// large and on Σp − 1 once it is small, all inside that
 /// bracket, and falls back to bisection when a step leaves the bracket or
 /// |Σp − 1| fails to halve. It stops when |Σp − 1| ≤ [`CONVERGED`] or the
 /// bracket shrinks to 2 f32 ulp, and the output is divided by Σp of that
-/// last pass. See [`alpha_solve`] for the candidate filter.
+/// last pass. See [`AlphaSolve`] for the candidate filter.
 ///
 /// # Safety
 ///
@@ -358,8 +358,9 @@ impl AlphaSolve {
         // 1: c = z̄ + (1 − k^(−a))/a. For α ≤ 2, p is convex in z, so by
         // Jensen's inequality Σp ≥ 1 there and the start is a lower bound;
         // for α > 2 the bracket catches a start on the wrong side.
-        let start = (z_sum / k as f32) as f64 - (-a64 * ln_k as f64).exp_m1() / a64 + offset;
-        let theta = if start > lo as f64 && start < hi as f64 { start as f32 } else { lo };
+        // A start needs no f64: f32 keeps the libm call cheap.
+        let start = z_sum / k as f32 - (-a * ln_k).exp_m1() / a + offset as f32;
+        let theta = if start > lo && start < hi { start } else { lo };
         AlphaSolve { x, y, n, max, a, bound, cand, k, index, p, theta, lo, hi, last_f: f32::INFINITY, sum: f32::NAN }
     }
 
@@ -371,9 +372,29 @@ impl AlphaSolve {
     /// `cand[0 .. k]` is readable, as [`AlphaSolve::new`] leaves it.
     #[inline(always)]
     unsafe fn step<S: SimdF32, const NEAR_ONE: bool>(&mut self, s: S) -> bool {
-        let a = self.a;
         // SAFETY: forwarded from the caller.
-        let (sum, slope, curvature) = unsafe { alpha_pass::<S, NEAR_ONE>(s, self.cand, self.k, self.max, a, self.theta, self.p) };
+        let sums = unsafe { self.pass::<S, NEAR_ONE>(s) };
+        self.update(s, sums)
+    }
+
+    /// Evaluates Σp, its slope and curvature at the current θ; see
+    /// [`alpha_pass`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`AlphaSolve::step`].
+    #[inline(always)]
+    unsafe fn pass<S: SimdF32, const NEAR_ONE: bool>(&self, s: S) -> (f32, f32, f32) {
+        // SAFETY: forwarded from the caller.
+        unsafe { alpha_pass::<S, NEAR_ONE>(s, self.cand, self.k, self.max, self.a, self.theta, self.p) }
+    }
+
+    /// Moves θ from the sums of a pass at the current θ. Returns whether
+    /// the iteration has stopped, with `sum` then belonging to `theta`.
+    #[inline(always)]
+    fn update<S: SimdF32>(&mut self, s: S, sums: (f32, f32, f32)) -> bool {
+        let a = self.a;
+        let (sum, slope, curvature) = sums;
         self.sum = sum;
         let f = sum - 1.0;
         // Everything below is computed with selects rather than branches,
@@ -523,12 +544,19 @@ unsafe fn alpha_blocks<S: SimdF32, const NEAR_ONE: bool>(s: S, block: Rows, alph
             open[g] = solves[g].is_some();
         }
         for _ in 0..MAX_PASSES {
+            // All passes first and then all updates: each has a long
+            // dependency chain, and only this order puts the chains of
+            // several rows into the core's instruction window together.
+            let mut sums = [(0.0f32, 0.0f32, 0.0f32); GROUP_ROWS];
             for g in 0..GROUP_ROWS {
-                if open[g] {
-                    if let Some(solve) = solves[g].as_mut() {
-                        // SAFETY: `new` left the row's candidates.
-                        open[g] = !unsafe { solve.step::<S, NEAR_ONE>(s) };
-                    }
+                if let (true, Some(solve)) = (open[g], solves[g].as_ref()) {
+                    // SAFETY: `new` left the row's candidates.
+                    sums[g] = unsafe { solve.pass::<S, NEAR_ONE>(s) };
+                }
+            }
+            for g in 0..GROUP_ROWS {
+                if let (true, Some(solve)) = (open[g], solves[g].as_mut()) {
+                    open[g] = !solve.update(s, sums[g]);
                 }
             }
             if !open.iter().any(|&o| o) {

@@ -1,5 +1,5 @@
-//! Sparsemax, entmax-1.5 and α-entmax over one f32 row, and the backward
-//! passes of sparsemax and entmax-1.5.
+//! Sparsemax, entmax-1.5 and α-entmax over f32 rows, and their backward
+//! passes.
 //!
 //! α-entmax maps a row x to p_i = [(α − 1)·x_i − τ]_+^(1/(α − 1)) with the
 //! threshold τ chosen so that Σ p = 1 (Peters, Niculae and Martins, "Sparse
@@ -14,9 +14,12 @@
 //!   also evaluates the closed-form τ of its candidate support and stops as
 //!   soon as that τ is consistent with the support, so the result is exact.
 //! - General α first copies the candidates (entries above max − 1/(α − 1))
-//!   aside, then runs a bracketed Newton and Halley iteration on the
-//!   normalizer over them, falling back to bisection when a step leaves the
-//!   bracket or stalls, and divides the output by its sum.
+//!   aside, then runs a bracketed Halley iteration on the normalizer over
+//!   them, falling back to bisection when a step leaves the bracket or
+//!   stalls, and divides the output by its sum.
+//! - Rows of up to [`GROUP_MAX_N`] elements run [`GROUP_ROWS`] at a time,
+//!   because one short row alone leaves the core waiting on the reductions
+//!   of each pass.
 //!
 //! Non-finite policy shared by all forward bodies: a NaN or +inf anywhere in
 //! the row makes the row NaN; -inf entries get 0; a row that is all -inf
@@ -154,6 +157,13 @@ unsafe fn threshold_step<S: SimdF32, const SQUARE: bool>(
 ) -> (f32, bool) {
     // SAFETY: forwarded from the caller.
     let sup = unsafe { support_pass::<S, SQUARE>(s, x, n, max, scale, tau) };
+    threshold_update::<SQUARE>(&sup, tau)
+}
+
+/// Returns the next τ and whether it is final from the sums of a support
+/// pass at `tau`; see [`threshold_step`].
+#[inline(always)]
+fn threshold_update<const SQUARE: bool>(sup: &Support, tau: f32) -> (f32, bool) {
     // Closed-form shift δ of τ for the candidate support, and Newton's
     // step, which for sparsemax is the same.
     let (closed, newton) = if SQUARE {
@@ -377,11 +387,20 @@ unsafe fn exact_group<S: SimdF32, const SQUARE: bool>(s: S, block: Rows, first: 
     }
     let mut open = live;
     for _ in 0..MAX_PASSES {
+        // All passes first and then all updates, so that the dependency
+        // chains of several rows sit in the core's instruction window
+        // together.
+        let mut sums = [const { Support { count: 0.0, sum: 0.0, sum_sq: 0.0, min: 0.0 } }; GROUP_ROWS];
         for g in 0..GROUP_ROWS {
             if open[g] {
                 // SAFETY: row first + g is inside the block and finite or
                 // -inf, which row_max_or_policy checked.
-                let (next, last) = unsafe { threshold_step::<S, SQUARE>(s, block.x_row(first + g), n, max[g], scale, tau[g]) };
+                sums[g] = unsafe { support_pass::<S, SQUARE>(s, block.x_row(first + g), n, max[g], scale, tau[g]) };
+            }
+        }
+        for g in 0..GROUP_ROWS {
+            if open[g] {
+                let (next, last) = threshold_update::<SQUARE>(&sums[g], tau[g]);
                 tau[g] = next;
                 open[g] = !last;
             }
