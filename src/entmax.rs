@@ -184,7 +184,7 @@ fn widen_batch(n: usize) -> usize {
 /// Applies a normalizer to every row of `x` (elements of `dtype`).
 ///
 /// Consecutive rows with the same α go to the kernels as one block, so
-/// that short rows run in groups; f32 rows are read in place and f16 or
+/// that short rows run in groups. f32 rows are read in place, and f16 or
 /// bf16 rows are widened [`widen_batch`] rows at a time into a buffer.
 ///
 /// # Safety
@@ -227,7 +227,7 @@ pub(crate) unsafe fn forward_rows(
         while r < rows.end {
             // SAFETY: rows r .. end lie inside both buffers by the caller's
             // contract, each row is handled by exactly one thread, α was
-            // checked, and the buffer holds `batch` rows of n.
+            // checked, and the buffer has room for `batch` rows of n.
             unsafe {
                 let a = if which == Normalizer::Alpha { alpha.get(r) } else { 0.0 };
                 let mut count = 1;

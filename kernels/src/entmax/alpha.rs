@@ -212,7 +212,7 @@ unsafe fn alpha_write<S: SimdF32, const NEAR_ONE: bool>(
     }
 }
 
-/// Longest row whose α-entmax candidates the grouped body keeps in an
+/// Maximum row length whose α-entmax candidates the grouped body keeps in an
 /// [`AlphaScratch`] on the stack.
 pub const ALPHA_SCRATCH_N: usize = 256;
 
@@ -220,10 +220,12 @@ pub const ALPHA_SCRATCH_N: usize = 256;
 /// the latest θ. With it, the output is written from the p of the last
 /// pass, so no second evaluation of the row is needed, and in-place rows
 /// are compacted too.
+/// [`alpha_rows`] keeps [`GROUP_ROWS`] of them, 3200 bytes each, on the
+/// stack.
 ///
 /// `cand` and `index` have [`MAX_LANES`] entries of slack for the full
-/// vector stores of [`SimdF32::compress`]; `index` holds positions as f32,
-/// exact below 2^24.
+/// vector stores of [`SimdF32::compress`]. `index` stores positions as
+/// f32, exact below 2^24.
 #[derive(Clone, Copy)]
 struct AlphaScratch {
     cand: [f32; ALPHA_SCRATCH_N + MAX_LANES],
@@ -398,7 +400,7 @@ impl AlphaSolve {
         self.sum = sum;
         let f = sum - 1.0;
         // Everything below is computed with selects rather than branches,
-        // for the reason given at `threshold_step`. Once the row has
+        // for the reason given at `threshold_update`. Once the row has
         // stopped, the updates of the bracket no longer matter.
         let converged = f.abs() <= CONVERGED;
         let (lo, hi) = (self.lo, self.hi);
@@ -450,7 +452,7 @@ impl AlphaSolve {
         }
         // The last pass stored p at θ for every candidate, the same values
         // that alpha_write would compute, and every other entry is 0.
-        // SAFETY: y[0 .. n] is writable, the scratch holds k candidates,
+        // SAFETY: y[0 .. n] is writable, the scratch contains k candidates,
         // and each index is below n.
         unsafe {
             fill(s, self.y, self.n, 0.0);

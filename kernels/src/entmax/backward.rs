@@ -191,7 +191,8 @@ pub unsafe fn alpha_backward_row<S: SimdF32>(s: S, p: *const f32, dy: *const f32
         return f32::NAN;
     }
     let (lo, hi) = (s.reduce_min(lo), s.reduce_max(hi));
-    if !(hi > 0.0) {
+    // hi ≥ 0 because its lanes start at 0, and NaN rows returned above.
+    if hi <= 0.0 {
         // SAFETY: dx[0 .. n] is writable.
         unsafe { fill(s, dx, n, 0.0) };
         return 0.0;
