@@ -421,7 +421,9 @@ pub fn entmax15_backward(p: &[f32], dy: &[f32], dx: &mut [f32], shape: BackwardS
 /// Computes the α-entmax Jacobian-vector product, as [`sparsemax_backward`]
 /// with g = p^(2−α), and, when `d_alpha` is given, the gradient of the loss
 /// with respect to each row's α into `d_alpha[0 .. rows]`. `alpha` as for
-/// [`alpha_entmax`].
+/// [`alpha_entmax`]. The arithmetic is f32 (see
+/// `mlak_kernels::entmax::alpha_backward_row`): for α > 2, dx of an entry
+/// whose p^(2−α) exceeds the f32 range is finite or ±inf but not accurate.
 pub fn alpha_entmax_backward(
     p: &[f32],
     dy: &[f32],

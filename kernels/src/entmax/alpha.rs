@@ -399,6 +399,7 @@ impl AlphaSolve {
         let (sum, slope, curvature) = sums;
         self.sum = sum;
         let f = sum - 1.0;
+
         // Everything below is computed with selects rather than branches,
         // for the reason given at `threshold_update`. Once the row has
         // stopped, the updates of the bracket no longer matter.
@@ -406,6 +407,7 @@ impl AlphaSolve {
         let (lo, hi) = (self.lo, self.hi);
         self.lo = select_unpredictable(f > 0.0, self.theta, lo);
         self.hi = select_unpredictable(f > 0.0, hi, self.theta);
+
         // Halley's step on h(θ) = (Σp)^a − 1 rather than on f: for a
         // support of equal entries h is exactly linear in θ, and for real
         // rows it is close to linear for every α, while f is strongly
@@ -423,12 +425,13 @@ impl AlphaSolve {
         let second = (a - 1.0) * slope2 + sum * (1.0 - a) * curvature;
         let halley_h = 2.0 * h * sum * slope / (2.0 * a * power * slope2 - h * second);
         let halley_f = 2.0 * f * slope / (2.0 * slope2 - f * (1.0 - a) * curvature);
-        let newton = self.theta + select_unpredictable(f.abs() < 0.01, halley_f, halley_h);
-        let inside = (newton > self.lo) & (newton < self.hi);
+        let stepped = self.theta + select_unpredictable(f.abs() < 0.01, halley_f, halley_h);
+
+        let inside = (stepped > self.lo) & (stepped < self.hi);
         // A step near an entry at the support boundary can be tiny while f
         // is not (for α > 2 the slope there is unbounded), so only the
         // bracket width, not the step length, ends the iteration.
-        let next = select_unpredictable(inside & (f.abs() <= 0.5 * self.last_f), newton, 0.5 * (self.lo + self.hi));
+        let next = select_unpredictable(inside & (f.abs() <= 0.5 * self.last_f), stepped, 0.5 * (self.lo + self.hi));
         self.last_f = f.abs();
         let narrow = self.hi - self.lo <= 2.0 * f32::EPSILON * self.hi.abs().max(self.lo.abs());
         let stop = converged | narrow | (next == self.theta);
