@@ -496,6 +496,10 @@ unsafe fn alpha_solve<S: SimdF32, const NEAR_ONE: bool>(s: S, x: *const f32, y: 
 /// # Safety
 ///
 /// As for [`exact_rows`](super::exact_rows); `alpha` is finite and > 1.
+// NOTE: 64-element rows stay latency-bound here. Each row runs about three
+// dependent passes of ln, exp and reductions, and eight rows in flight do
+// not fill the core; evaluating the rows of a group across the lanes of
+// one vector would remove the per-row chains.
 #[inline(always)]
 pub unsafe fn alpha_rows<S: SimdF32>(s: S, block: Rows, alpha: f32) {
     debug_assert!(alpha > 1.0 && alpha.is_finite());
