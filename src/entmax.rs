@@ -15,11 +15,13 @@ use crate::dtype::{widen_row, Dtype, Element};
 use crate::error::{Error, Result, Status};
 use crate::softmax::{check_rows, rows_per_chunk, RowsArg};
 use crate::threads::{num_threads, parallel_for, SharedPtr};
+use mlak_kernels::entmax::{Rows, GROUP_MAX_N, GROUP_ROWS};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-type ForwardFn = unsafe fn(*const f32, *mut f32, usize);
-type AlphaFn = unsafe fn(*const f32, *mut f32, usize, f32);
+type ForwardFn = unsafe fn(Rows);
+type AlphaFn = unsafe fn(Rows, f32);
 type BackwardFn = unsafe fn(*const f32, *const f32, *mut f32, usize);
+type AlphaBackwardFn = unsafe fn(*const f32, *const f32, *mut f32, usize, f32) -> f32;
 
 /// The sparse normalizer family's entry points at one dispatch level.
 pub(crate) struct EntmaxKernels {
@@ -28,6 +30,7 @@ pub(crate) struct EntmaxKernels {
     alpha: AlphaFn,
     sparsemax_backward: BackwardFn,
     entmax15_backward: BackwardFn,
+    alpha_backward: AlphaBackwardFn,
 }
 
 macro_rules! entmax_table {
@@ -40,38 +43,42 @@ macro_rules! entmax_table {
 macro_rules! paste_table {
     (scalar) => {
         EntmaxKernels {
-            sparsemax: f32_sparsemax_scalar,
-            entmax15: f32_entmax15_scalar,
-            alpha: f32_alpha_entmax_scalar,
+            sparsemax: f32_sparsemax_rows_scalar,
+            entmax15: f32_entmax15_rows_scalar,
+            alpha: f32_alpha_entmax_rows_scalar,
             sparsemax_backward: f32_sparsemax_backward_scalar,
             entmax15_backward: f32_entmax15_backward_scalar,
+            alpha_backward: f32_alpha_entmax_backward_scalar,
         }
     };
     (avx2) => {
         EntmaxKernels {
-            sparsemax: f32_sparsemax_avx2,
-            entmax15: f32_entmax15_avx2,
-            alpha: f32_alpha_entmax_avx2,
+            sparsemax: f32_sparsemax_rows_avx2,
+            entmax15: f32_entmax15_rows_avx2,
+            alpha: f32_alpha_entmax_rows_avx2,
             sparsemax_backward: f32_sparsemax_backward_avx2,
             entmax15_backward: f32_entmax15_backward_avx2,
+            alpha_backward: f32_alpha_entmax_backward_avx2,
         }
     };
     (avx512) => {
         EntmaxKernels {
-            sparsemax: f32_sparsemax_avx512,
-            entmax15: f32_entmax15_avx512,
-            alpha: f32_alpha_entmax_avx512,
+            sparsemax: f32_sparsemax_rows_avx512,
+            entmax15: f32_entmax15_rows_avx512,
+            alpha: f32_alpha_entmax_rows_avx512,
             sparsemax_backward: f32_sparsemax_backward_avx512,
             entmax15_backward: f32_entmax15_backward_avx512,
+            alpha_backward: f32_alpha_entmax_backward_avx512,
         }
     };
     (neon) => {
         EntmaxKernels {
-            sparsemax: f32_sparsemax_neon,
-            entmax15: f32_entmax15_neon,
-            alpha: f32_alpha_entmax_neon,
+            sparsemax: f32_sparsemax_rows_neon,
+            entmax15: f32_entmax15_rows_neon,
+            alpha: f32_alpha_entmax_rows_neon,
             sparsemax_backward: f32_sparsemax_backward_neon,
             entmax15_backward: f32_entmax15_backward_neon,
+            alpha_backward: f32_alpha_entmax_backward_neon,
         }
     };
 }
@@ -138,28 +145,47 @@ pub(crate) fn check_alpha_len(len: usize, rows: usize) -> Result<bool> {
     }
 }
 
-/// Computes one forward row from f32 input `x` into `y`.
+/// Computes the forward pass of a block of f32 rows that share one α.
 ///
 /// # Safety
 ///
-/// `x[0 .. n]` readable, `y[0 .. n]` writable, equal or disjoint; `alpha`
-/// finite and ≥ 1 for [`Normalizer::Alpha`].
-unsafe fn forward_row(k: &crate::kernels_table::Kernels, which: Normalizer, alpha: f32, x: *const f32, y: *mut f32, n: usize) {
+/// `block` satisfies the contract of the kernels' `exact_rows`; `alpha`
+/// is finite and ≥ 1 for [`Normalizer::Alpha`].
+unsafe fn forward_block(k: &crate::kernels_table::Kernels, which: Normalizer, alpha: f32, block: Rows) {
     let t = &k.entmax;
     // SAFETY: forwarded from the caller.
     unsafe {
         match which {
-            Normalizer::Sparsemax => (t.sparsemax)(x, y, n),
-            Normalizer::Entmax15 => (t.entmax15)(x, y, n),
-            Normalizer::Alpha if alpha == 1.0 => (k.softmax.softmax)(x, y, n, 1.0),
-            Normalizer::Alpha if alpha == 1.5 => (t.entmax15)(x, y, n),
-            Normalizer::Alpha if alpha == 2.0 => (t.sparsemax)(x, y, n),
-            Normalizer::Alpha => (t.alpha)(x, y, n, alpha),
+            Normalizer::Sparsemax => (t.sparsemax)(block),
+            Normalizer::Entmax15 => (t.entmax15)(block),
+            Normalizer::Alpha if alpha == 1.0 => {
+                for r in 0..block.rows {
+                    let (x, y) = (block.x.add(r * block.x_stride), block.y.add(r * block.y_stride));
+                    (k.softmax.softmax)(x, y, block.n, 1.0);
+                }
+            }
+            Normalizer::Alpha if alpha == 1.5 => (t.entmax15)(block),
+            Normalizer::Alpha if alpha == 2.0 => (t.sparsemax)(block),
+            Normalizer::Alpha => (t.alpha)(block, alpha),
         }
     }
 }
 
+/// Rows widened at a time from f16 or bf16: a whole group where the
+/// kernels run rows in groups, else one.
+fn widen_batch(n: usize) -> usize {
+    if n <= GROUP_MAX_N {
+        GROUP_ROWS
+    } else {
+        1
+    }
+}
+
 /// Applies a normalizer to every row of `x` (elements of `dtype`).
+///
+/// Consecutive rows with the same α go to the kernels as one block, so
+/// that short rows run in groups. f32 rows are read in place, and f16 or
+/// bf16 rows are widened [`widen_batch`] rows at a time into a buffer.
 ///
 /// # Safety
 ///
@@ -184,34 +210,47 @@ pub(crate) unsafe fn forward_rows(
     let per_row = alpha.per_row;
     let out_of_memory = AtomicBool::new(false);
     let elem = dtype.size();
-    parallel_for(shape.rows, rows_per_chunk(shape.n), threads, |rows| {
+    let n = shape.n;
+    let batch = if dtype == Dtype::F32 { usize::MAX } else { widen_batch(n) };
+    parallel_for(shape.rows, rows_per_chunk(n), threads, |rows| {
         let alpha = AlphaArg { ptr: alpha_ptr.get(), per_row };
         let mut buffer = Vec::new();
         if dtype != Dtype::F32 {
-            if buffer.try_reserve_exact(shape.n).is_err() {
+            let len = batch * n;
+            if buffer.try_reserve_exact(len).is_err() {
                 out_of_memory.store(true, Ordering::Relaxed);
                 return;
             }
-            buffer.resize(shape.n, 0.0f32);
+            buffer.resize(len, 0.0f32);
         }
-        for r in rows {
-            // SAFETY: row r lies inside both buffers by the caller's contract,
-            // each row is handled by exactly one thread, and α was checked.
+        let mut r = rows.start;
+        while r < rows.end {
+            // SAFETY: rows r .. end lie inside both buffers by the caller's
+            // contract, each row is handled by exactly one thread, α was
+            // checked, and the buffer has room for `batch` rows of n.
             unsafe {
                 let a = if which == Normalizer::Alpha { alpha.get(r) } else { 0.0 };
+                let mut count = 1;
+                while r + count < rows.end && count < batch && (which != Normalizer::Alpha || alpha.get(r + count) == a) {
+                    count += 1;
+                }
                 let src = x.get().add(r * shape.x_stride * elem);
                 let dst = y.get().add(r * y_stride);
-                if dtype == Dtype::F32 {
-                    forward_row(k, which, a, src.cast(), dst, shape.n);
+                let block = if dtype == Dtype::F32 {
+                    Rows { x: src.cast(), x_stride: shape.x_stride, y: dst, y_stride, rows: count, n }
                 } else {
-                    widen_row(dtype, src, &mut buffer);
-                    forward_row(k, which, a, buffer.as_ptr(), dst, shape.n);
-                }
+                    for i in 0..count {
+                        widen_row(dtype, src.add(i * shape.x_stride * elem), &mut buffer[i * n..(i + 1) * n]);
+                    }
+                    Rows { x: buffer.as_ptr(), x_stride: n, y: dst, y_stride, rows: count, n }
+                };
+                forward_block(k, which, a, block);
+                r += count;
             }
         }
     });
     if out_of_memory.load(Ordering::Relaxed) {
-        return Err(Error::new(Status::AllocationFailed, format!("n = {} f32 row buffer does not fit in memory", shape.n)));
+        return Err(Error::new(Status::AllocationFailed, format!("{batch} f32 row buffers of n = {n} do not fit in memory")));
     }
     Ok(())
 }
@@ -258,7 +297,7 @@ pub(crate) unsafe fn backward_rows(which: Normalizer, b: BackwardArgs, alpha: Al
                     Normalizer::Sparsemax => (k.entmax.sparsemax_backward)(pr, dyr, dxr, b.n),
                     Normalizer::Entmax15 => (k.entmax.entmax15_backward)(pr, dyr, dxr, b.n),
                     Normalizer::Alpha => {
-                        let da = alpha_backward_row(pr, dyr, dxr, b.n, alpha.get(r));
+                        let da = (k.entmax.alpha_backward)(pr, dyr, dxr, b.n, alpha.get(r));
                         if !d_alpha.get().is_null() {
                             d_alpha.get().add(r).write(da);
                         }
@@ -268,84 +307,6 @@ pub(crate) unsafe fn backward_rows(which: Normalizer, b: BackwardArgs, alpha: Al
         }
     });
     Ok(())
-}
-
-/// φ(t) = (e^t − 1 − t)/t², with φ(0) = 1/2, accurate for small |t|.
-fn phi(t: f64) -> f64 {
-    if t.abs() < 1e-3 {
-        0.5 + t * (1.0 / 6.0 + t / 24.0)
-    } else {
-        (t.exp_m1() - t) / (t * t)
-    }
-}
-
-/// Computes the α-entmax Jacobian-vector product of one row into `dx` and
-/// returns dL/dα = Σ dy_i·∂p_i/∂α.
-///
-/// With a = α − 1, ℓ = ln p, g = p^(1−a) and G = Σ g, the input gradient is
-/// dx = g·dy − (Σ g·dy / G)·g. Differentiating p_i = [1 + a·(x_i − c)]^(1/a)
-/// with the normalizer c held to Σ p = 1 gives
-/// ∂p_i/∂α = p_i·(R − r_i + a·(r_i·S − ℓ_i·R)) / G, with S = Σ p·ℓ,
-/// r = ℓ²·φ(−a·ℓ) and R = Σ p·r. This form has no 1/a² cancellation, so it
-/// holds down to α = 1, where it becomes p_i·(Σ p·ℓ² − ℓ_i²)/2.
-///
-/// NOTE: this runs in scalar f64 on every dispatch level. f32 lanes would
-/// overflow g = p^(2−α) for α > 2 and small p, and the α-gradient needs
-/// the extra range; the row is read twice.
-///
-/// # Safety
-///
-/// `p[0 .. n]` and `dy[0 .. n]` readable, `dx[0 .. n]` writable, `dx` equal
-/// to `dy` or `p` or disjoint from both.
-unsafe fn alpha_backward_row(p: *const f32, dy: *const f32, dx: *mut f32, n: usize, alpha: f32) -> f32 {
-    let a = alpha as f64 - 1.0;
-    // Per-entry terms of an entry with p > 0: (ℓ, g, r).
-    let terms = |pi: f64| {
-        let l = pi.ln();
-        let t = -a * l;
-        (l, pi * (1.0 + t.exp_m1()), l * l * phi(t))
-    };
-    let (mut s, mut r_sum, mut g_sum, mut gdy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    let mut nan = false;
-    // SAFETY: every access is inside the rows the caller provides; entry i
-    // of p and dy is read before dx[i] is written.
-    unsafe {
-        for i in 0..n {
-            let pi = *p.add(i) as f64;
-            nan |= pi.is_nan();
-            if pi > 0.0 {
-                let (l, g, r) = terms(pi);
-                s += pi * l;
-                r_sum += pi * r;
-                g_sum += g;
-                gdy += g * *dy.add(i) as f64;
-            }
-        }
-        if nan {
-            for i in 0..n {
-                *dx.add(i) = f32::NAN;
-            }
-            return f32::NAN;
-        }
-        let mean = if g_sum > 0.0 { gdy / g_sum } else { 0.0 };
-        let mut d_alpha = 0.0f64;
-        for i in 0..n {
-            let pi = *p.add(i) as f64;
-            let dyi = *dy.add(i) as f64;
-            if pi > 0.0 {
-                let (l, g, r) = terms(pi);
-                d_alpha += dyi * pi * (r_sum - r + a * (r * s - l * r_sum));
-                *dx.add(i) = (g * (dyi - mean)) as f32;
-            } else {
-                *dx.add(i) = 0.0;
-            }
-        }
-        if g_sum > 0.0 {
-            (d_alpha / g_sum) as f32
-        } else {
-            0.0
-        }
-    }
 }
 
 /// Validates a safe-API forward call and runs it.
@@ -460,7 +421,9 @@ pub fn entmax15_backward(p: &[f32], dy: &[f32], dx: &mut [f32], shape: BackwardS
 /// Computes the α-entmax Jacobian-vector product, as [`sparsemax_backward`]
 /// with g = p^(2−α), and, when `d_alpha` is given, the gradient of the loss
 /// with respect to each row's α into `d_alpha[0 .. rows]`. `alpha` as for
-/// [`alpha_entmax`].
+/// [`alpha_entmax`]. The arithmetic is f32 (see
+/// `mlak_kernels::entmax::alpha_backward_row`): for α > 2, dx of an entry
+/// whose p^(2−α) exceeds the f32 range is finite or ±inf but not accurate.
 pub fn alpha_entmax_backward(
     p: &[f32],
     dy: &[f32],

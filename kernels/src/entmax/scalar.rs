@@ -5,9 +5,10 @@ use crate::simd::scalar::Scalar;
 super::entmax_kernels!(
     Scalar,
     [],
-    f32_sparsemax_scalar,
-    f32_entmax15_scalar,
-    f32_alpha_entmax_scalar,
+    f32_sparsemax_rows_scalar,
+    f32_entmax15_rows_scalar,
+    f32_alpha_entmax_rows_scalar,
     f32_sparsemax_backward_scalar,
-    f32_entmax15_backward_scalar
+    f32_entmax15_backward_scalar,
+    f32_alpha_entmax_backward_scalar
 );

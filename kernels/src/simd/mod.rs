@@ -118,6 +118,28 @@ pub unsafe trait SimdF32: Copy {
     /// Copies the lanes into the first `LANES` entries of `out`.
     fn to_array(self, v: Self::V, out: &mut [f32; MAX_LANES]);
 
+    /// Stores the lanes of `v` whose lane of `m` is set to `p[0 .. count]`,
+    /// in lane order, and returns `count`. May also write unspecified
+    /// values to `p[count .. LANES]`.
+    ///
+    /// # Safety
+    ///
+    /// `p .. p + LANES` must be writable.
+    #[inline(always)]
+    unsafe fn compress(self, p: *mut f32, m: Self::M, v: Self::V) -> usize {
+        let (mut values, mut flags) = ([0.0f32; MAX_LANES], [0.0f32; MAX_LANES]);
+        self.to_array(v, &mut values);
+        self.to_array(self.select(m, self.splat(1.0), self.splat(0.0)), &mut flags);
+        let mut count = 0;
+        for lane in 0..Self::LANES {
+            // SAFETY: count ≤ lane < LANES. Every lane is written at
+            // p[count] and only selected lanes advance count.
+            unsafe { *p.add(count) = values[lane] };
+            count += usize::from(flags[lane] != 0.0);
+        }
+        count
+    }
+
     /// Loads `LANES` IEEE binary16 values, given as bit patterns, from `p`
     /// and widens them exactly to f32 (subnormals, infinities and NaN
     /// included). `p` needs no alignment beyond that of `u16`.
