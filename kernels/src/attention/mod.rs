@@ -215,7 +215,20 @@ pub fn scratch_len(rows: usize, head_dim: usize, v_head_dim: usize) -> usize {
 /// Lane indices 0, 1, 2, … as f32, for building per-lane key positions.
 static IOTA: [f32; MAX_LANES] = [0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12., 13., 14., 15.];
 
-/// Computes `C[0 .. M][0 .. NV·LANES] (+)= A[0 .. M][0 .. k] · B[0 .. k][..]`.
+/// Work that [`tile`] interleaves with its products, once per row of B.
+trait RowHook: Copy {
+    /// Runs before the tile reads row `p` of B.
+    fn before_row(self, p: usize);
+}
+
+/// The hook that does nothing.
+impl RowHook for () {
+    #[inline(always)]
+    fn before_row(self, _: usize) {}
+}
+
+/// Computes `C[0 .. M][0 .. NV·LANES] (+)= A[0 .. M][0 .. k] · B[0 .. k][..]`,
+/// running the hook, if any, before it reads each row p of B.
 ///
 /// A is f32 at row stride `lda`, B is of type `B` at row stride `ldb`, C is
 /// f32 at row stride `ldc`. With `accumulate` false, C is not read.
@@ -224,6 +237,7 @@ static IOTA: [f32; MAX_LANES] = [0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11
 ///
 /// A, B and C must cover the ranges above.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
     s: S,
     a: *const f32,
@@ -234,6 +248,7 @@ unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
     ldc: usize,
     k: usize,
     accumulate: bool,
+    before_row: Option<impl RowHook>,
 ) {
     let l = S::LANES;
     let mut acc = [[s.splat(0.0); NV]; M];
@@ -247,6 +262,9 @@ unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
             }
         }
         for p in 0..k {
+            if let Some(h) = before_row {
+                h.before_row(p);
+            }
             let mut bv = [s.splat(0.0); NV];
             for (v, x) in bv.iter_mut().enumerate() {
                 *x = B::load(s, b.add(p * ldb + v * l));
@@ -283,17 +301,19 @@ unsafe fn tile_rows<S: SimdF32, B: KvElem, const NV: usize>(
     ldc: usize,
     k: usize,
     accumulate: bool,
+    before_row: Option<impl RowHook>,
 ) {
+    let f = before_row;
     // SAFETY: forwarded from the caller with M = m.
     unsafe {
         match m {
-            1 => tile::<S, B, 1, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
-            2 => tile::<S, B, 2, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
-            3 => tile::<S, B, 3, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
-            4 => tile::<S, B, 4, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
-            5 => tile::<S, B, 5, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
-            6 => tile::<S, B, 6, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
-            7 => tile::<S, B, 7, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
+            1 => tile::<S, B, 1, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            2 => tile::<S, B, 2, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            3 => tile::<S, B, 3, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            4 => tile::<S, B, 4, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            5 => tile::<S, B, 5, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            6 => tile::<S, B, 6, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            7 => tile::<S, B, 7, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
             _ => unreachable!("remainder rows must be below 8"),
         }
     }
@@ -301,7 +321,9 @@ unsafe fn tile_rows<S: SimdF32, B: KvElem, const NV: usize>(
 
 /// Computes `C[m × n] (+)= A[m × k] · B[k × n]` with `MR × NV`-vector
 /// register tiles. `n` must be a multiple of `S::LANES`; B is read only in
-/// rows `0 .. k` and columns `0 .. n`.
+/// rows `0 .. k` and columns `0 .. n`. The first tile runs the hook before
+/// it reads each row p of B, so the hook runs once per row, interleaved
+/// with the products.
 ///
 /// # Safety
 ///
@@ -320,6 +342,7 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
     n: usize,
     k: usize,
     accumulate: bool,
+    before_row: impl RowHook,
 ) {
     let l = S::LANES;
     debug_assert!(n % l == 0 && MR <= 8);
@@ -330,44 +353,30 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
         while j + NV * l <= n {
             let mut i = 0;
             while i + MR <= m {
-                tile::<S, B, MR, NV>(s, a.add(i * lda), lda, b.add(j), ldb, c.add(i * ldc + j), ldc, k, accumulate);
+                let hook = (i == 0 && j == 0).then_some(before_row);
+                let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
+                tile::<S, B, MR, NV>(s, a, lda, b.add(j), ldb, c, ldc, k, accumulate, hook);
                 i += MR;
             }
             if i < m {
-                tile_rows::<S, B, NV>(
-                    s,
-                    m - i,
-                    a.add(i * lda),
-                    lda,
-                    b.add(j),
-                    ldb,
-                    c.add(i * ldc + j),
-                    ldc,
-                    k,
-                    accumulate,
-                );
+                let hook = (i == 0 && j == 0).then_some(before_row);
+                let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
+                tile_rows::<S, B, NV>(s, m - i, a, lda, b.add(j), ldb, c, ldc, k, accumulate, hook);
             }
             j += NV * l;
         }
         while j < n {
             let mut i = 0;
             while i + MR <= m {
-                tile::<S, B, MR, 1>(s, a.add(i * lda), lda, b.add(j), ldb, c.add(i * ldc + j), ldc, k, accumulate);
+                let hook = (i == 0 && j == 0).then_some(before_row);
+                let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
+                tile::<S, B, MR, 1>(s, a, lda, b.add(j), ldb, c, ldc, k, accumulate, hook);
                 i += MR;
             }
             if i < m {
-                tile_rows::<S, B, 1>(
-                    s,
-                    m - i,
-                    a.add(i * lda),
-                    lda,
-                    b.add(j),
-                    ldb,
-                    c.add(i * ldc + j),
-                    ldc,
-                    k,
-                    accumulate,
-                );
+                let hook = (i == 0 && j == 0).then_some(before_row);
+                let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
+                tile_rows::<S, B, 1>(s, m - i, a, lda, b.add(j), ldb, c, ldc, k, accumulate, hook);
             }
             j += l;
         }
@@ -424,10 +433,19 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
                 }
             }
         }
-        for (r, row) in acc.iter().enumerate() {
-            for (j, a) in row.iter().enumerate() {
-                *sc.add(r * KV_BLOCK + j) = s.reduce_add(*a);
+        // Accumulator i = r·KEYS + j holds the lanes of score (r, j); sum
+        // them LANES accumulators at a time into one vector each.
+        let flat = acc.as_flattened();
+        let mut buf = [0.0f32; MAX_LANES];
+        let mut c = 0;
+        while c < R * KEYS {
+            let n = (R * KEYS - c).min(l);
+            s.to_array(s.reduce_add_lanes(&flat[c..c + n]), &mut buf);
+            for (i, &x) in buf[..n].iter().enumerate() {
+                let (r, j) = ((c + i) / KEYS, (c + i) % KEYS);
+                *sc.add(r * KV_BLOCK + j) = x;
             }
+            c += n;
         }
     }
 }
@@ -449,7 +467,8 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
     d: usize,
     kb: usize,
     sc: *mut f32,
-    prefetch: Prefetch<E>,
+    j0: usize,
+    prefetch: &Prefetch<E>,
 ) {
     let mut r = 0;
     // SAFETY: each call covers rows r .. r + R and keys j .. j + KEYS inside
@@ -463,7 +482,7 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
                     while j + DK <= kb {
                         if r == 0 {
                             for x in 0..DK {
-                                prefetch.key(s, j + x);
+                                prefetch.k_after(s, j0 + j + x);
                             }
                         }
                         dot_tile::<S, E, $rr, DK>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j));
@@ -471,7 +490,7 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
                     }
                     while j < kb {
                         if r == 0 {
-                            prefetch.key(s, j);
+                            prefetch.k_after(s, j0 + j);
                         }
                         dot_tile::<S, E, $rr, 1>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j));
                         j += 1;
@@ -548,39 +567,83 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
     }
 }
 
-/// K and V rows of the next block, for prefetching. Prefetch never
-/// faults, and only rows that will be read are named.
+/// Software prefetch of the K and V streams of a decode task, a fixed
+/// number of keys ahead of the key being read.
+///
+/// Decode reads every K and V byte once, from DRAM when the cache is long.
+/// The hardware prefetchers alone leave the core waiting on misses for
+/// about as long as it computes, so each K row is prefetched while the
+/// score loop reads the K row `ahead` keys earlier, and each V row while
+/// the P·V loop reads the V row `ahead` keys earlier. Requests thus follow
+/// the order and the rate of consumption. Prefetch never faults, and only
+/// rows below `end`, which the task reads, are named.
 #[derive(Clone, Copy)]
 struct Prefetch<E> {
+    /// K and V at key 0 of the task.
     k: *const E,
     v: *const E,
-    keys: usize,
     ks: usize,
     vs: usize,
     d: usize,
     dv: usize,
+    /// One past the last key the task reads.
+    end: usize,
+    /// Prefetch distance in keys.
+    ahead: usize,
 }
 
 impl<E: KvElem> Prefetch<E> {
-    /// Prefetches the K and V rows of key `j` of the next block, if any.
+    /// Returns the prefetch distance in keys for rows of `row_bytes`
+    /// bytes: about 8 KiB ahead in each stream, which covers the DRAM
+    /// latency at full bandwidth with margin (an estimate for current x86
+    /// and Arm server cores, not a tuned value for every machine).
+    fn distance(row_bytes: usize) -> usize {
+        (8192 / row_bytes.max(1)).clamp(4, KV_BLOCK)
+    }
+
+    /// Prefetches the cache lines of one row of `bytes` bytes.
     #[inline(always)]
-    fn key<S: SimdF32>(&self, s: S, j: usize) {
-        if j >= self.keys {
-            return;
-        }
-        let size = core::mem::size_of::<E>();
-        let krow = self.k.wrapping_add(j * self.ks) as *const u8;
-        let vrow = self.v.wrapping_add(j * self.vs) as *const u8;
+    fn row<S: SimdF32>(s: S, row: *const E, bytes: usize) {
+        let row = row as *const u8;
         let mut x = 0;
-        while x < self.d * size {
-            s.prefetch(krow.wrapping_add(x));
+        while x < bytes {
+            s.prefetch(row.wrapping_add(x));
             x += 64;
         }
-        let mut x = 0;
-        while x < self.dv * size {
-            s.prefetch(vrow.wrapping_add(x));
-            x += 64;
+    }
+
+    /// Prefetches the K row `ahead` keys after key `j`, if the task reads it.
+    #[inline(always)]
+    fn k_after<S: SimdF32>(&self, s: S, j: usize) {
+        let j = j + self.ahead;
+        if j < self.end {
+            Self::row(s, self.k.wrapping_add(j * self.ks), self.d * core::mem::size_of::<E>());
         }
+    }
+
+    /// Prefetches the V row `ahead` keys after key `j`, if the task reads it.
+    #[inline(always)]
+    fn v_after<S: SimdF32>(&self, s: S, j: usize) {
+        let j = j + self.ahead;
+        if j < self.end {
+            Self::row(s, self.v.wrapping_add(j * self.vs), self.dv * core::mem::size_of::<E>());
+        }
+    }
+}
+
+/// The P·V hook of decode: prefetches the V row `ahead` keys after key
+/// `j0 + p` as the tile reads row p of a block that starts at key `j0`.
+#[derive(Clone, Copy)]
+struct VAhead<S, E> {
+    s: S,
+    prefetch: Prefetch<E>,
+    j0: usize,
+}
+
+impl<S: SimdF32, E: KvElem> RowHook for VAhead<S, E> {
+    #[inline(always)]
+    fn before_row(self, p: usize) {
+        self.prefetch.v_after(self.s, self.j0 + p);
     }
 }
 
@@ -818,6 +881,19 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
         let task_hi = t.key_range(last_pos).1.max(0) as usize;
         let dot = rows <= DOT_ROWS_MAX;
         let direct_v = dv % l == 0;
+        let size = core::mem::size_of::<E>();
+        let prefetch = Prefetch {
+            k,
+            v,
+            ks: t.k_row_stride,
+            vs: t.v_row_stride,
+            d,
+            dv,
+            // Prefill reads each K and V row many times from cache, so it
+            // names no rows.
+            end: if dot { task_hi } else { 0 },
+            ahead: Prefetch::<E>::distance(d.max(dv) * size),
+        };
 
         let mut j0 = task_lo;
         while j0 < task_hi {
@@ -827,22 +903,10 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
 
             // Scores of the block: rows × kb into sc.scores.
             if dot {
-                // Decode reads K and V once from memory: prefetch the next
-                // block while this one computes.
-                let ahead = (task_hi - (j0 + kb)).min(KV_BLOCK);
-                let pf = Prefetch {
-                    k: k.wrapping_add((j0 + kb) * t.k_row_stride),
-                    v: v.wrapping_add((j0 + kb) * t.v_row_stride),
-                    keys: ahead,
-                    ks: t.k_row_stride,
-                    vs: t.v_row_stride,
-                    d,
-                    dv,
-                };
-                scores_dot::<S, E, DK>(s, sc.q, dp, rows, kblk, t.k_row_stride, d, kb, sc.scores, pf);
+                scores_dot::<S, E, DK>(s, sc.q, dp, rows, kblk, t.k_row_stride, d, kb, sc.scores, j0, &prefetch);
             } else {
                 pack_kt(s, kblk, t.k_row_stride, d, kb, sc.kt);
-                gemm::<S, f32, MR, NV>(s, sc.q, dp, sc.kt, KV_BLOCK, sc.scores, KV_BLOCK, rows, KV_BLOCK, d, false);
+                gemm::<S, f32, MR, NV>(s, sc.q, dp, sc.kt, KV_BLOCK, sc.scores, KV_BLOCK, rows, KV_BLOCK, d, false, ());
             }
 
             // Modifiers, masks and the online-softmax update, row by row.
@@ -894,10 +958,12 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
 
             // acc += P · V over the kb keys of the block.
             if direct_v {
-                gemm::<S, E, MR, NV>(s, sc.scores, KV_BLOCK, vblk, t.v_row_stride, sc.acc, dvp, rows, dvp, kb, true);
+                let hook = VAhead { s, prefetch, j0 };
+                let (vs, acc) = (t.v_row_stride, sc.acc);
+                gemm::<S, E, MR, NV>(s, sc.scores, KV_BLOCK, vblk, vs, acc, dvp, rows, dvp, kb, true, hook);
             } else {
                 pack_v(s, vblk, t.v_row_stride, dv, dvp, kb, sc.vp);
-                gemm::<S, f32, MR, NV>(s, sc.scores, KV_BLOCK, sc.vp, dvp, sc.acc, dvp, rows, dvp, kb, true);
+                gemm::<S, f32, MR, NV>(s, sc.scores, KV_BLOCK, sc.vp, dvp, sc.acc, dvp, rows, dvp, kb, true, ());
             }
             j0 += kb;
         }

@@ -140,10 +140,8 @@ unsafe impl SimdF32 for Avx2 {
         unsafe {
             let bits = _mm256_castps_si256(a);
             let e = _mm256_sub_epi32(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(127));
-            let m = _mm256_or_si256(
-                _mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)),
-                _mm256_set1_epi32(0x3f80_0000),
-            );
+            let m =
+                _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)), _mm256_set1_epi32(0x3f80_0000));
             (_mm256_castsi256_ps(m), _mm256_cvtepi32_ps(e))
         }
     }
@@ -190,6 +188,32 @@ unsafe impl SimdF32 for Avx2 {
             let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
             let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
             _mm_cvtss_f32(s)
+        }
+    }
+    #[inline(always)]
+    fn reduce_add_lanes(self, v: &[__m256]) -> __m256 {
+        debug_assert!(v.len() <= 8);
+        // SAFETY: AVX is implied by the token.
+        unsafe {
+            // The tree below leaves the sum of input 2m + k in lane 4k + m,
+            // so the inputs go in that order.
+            let mut w = [_mm256_setzero_ps(); 8];
+            for (i, &x) in v.iter().enumerate() {
+                w[2 * (i % 4) + i / 4] = x;
+            }
+            // 8 -> 4: the 128-bit halves of each input added, input 2i in
+            // the low half and input 2i + 1 in the high half.
+            let mut t = [_mm256_setzero_ps(); 4];
+            for (i, t) in t.iter_mut().enumerate() {
+                let (a, b) = (w[2 * i], w[2 * i + 1]);
+                *t = _mm256_add_ps(_mm256_permute2f128_ps::<0x20>(a, b), _mm256_permute2f128_ps::<0x31>(a, b));
+            }
+            // 4 -> 2 -> 1 inside the 128-bit halves: pairs of lanes added.
+            let pair =
+                |a: __m256, b: __m256| _mm256_add_ps(_mm256_shuffle_ps::<0x88>(a, b), _mm256_shuffle_ps::<0xDD>(a, b));
+            let x0 = pair(t[0], t[1]);
+            let x1 = pair(t[2], t[3]);
+            pair(x0, x1)
         }
     }
     #[inline(always)]

@@ -111,6 +111,12 @@ pub unsafe trait SimdF32: Copy {
     fn select(self, m: Self::M, a: Self::V, b: Self::V) -> Self::V;
 
     fn reduce_add(self, v: Self::V) -> f32;
+    /// Returns the vector whose lane i is the horizontal sum of `v[i]`, and
+    /// 0 in the lanes at and past `v.len()`. Sums many vectors at once with
+    /// a transpose-and-add tree, which costs a few operations per vector
+    /// instead of a full [`reduce_add`](Self::reduce_add) each. The order of
+    /// the additions differs from `reduce_add`. `v.len() <= LANES`.
+    fn reduce_add_lanes(self, v: &[Self::V]) -> Self::V;
     /// Horizontal maximum. Unspecified if a lane is NaN.
     fn reduce_max(self, v: Self::V) -> f32;
     /// Horizontal minimum. Unspecified if a lane is NaN.

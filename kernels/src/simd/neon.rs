@@ -179,6 +179,18 @@ unsafe impl SimdF32 for Neon {
         unsafe { vaddvq_f32(v) }
     }
     #[inline(always)]
+    fn reduce_add_lanes(self, v: &[float32x4_t]) -> float32x4_t {
+        debug_assert!(v.len() <= 4);
+        // SAFETY: NEON is implied by the token.
+        unsafe {
+            let mut w = [vdupq_n_f32(0.0); 4];
+            w[..v.len()].copy_from_slice(v);
+            // Pairwise adds: [v0 v0 v1 v1] and [v2 v2 v3 v3] partial sums,
+            // then [v0 v1 v2 v3].
+            vpaddq_f32(vpaddq_f32(w[0], w[1]), vpaddq_f32(w[2], w[3]))
+        }
+    }
+    #[inline(always)]
     fn reduce_max(self, v: float32x4_t) -> f32 {
         // SAFETY: NEON is implied by the token.
         unsafe { vmaxvq_f32(v) }

@@ -148,6 +148,11 @@ unsafe impl SimdF32 for Scalar {
         v
     }
     #[inline(always)]
+    fn reduce_add_lanes(self, v: &[f32]) -> f32 {
+        debug_assert!(v.len() <= 1);
+        v.first().copied().unwrap_or(0.0)
+    }
+    #[inline(always)]
     fn reduce_max(self, v: f32) -> f32 {
         v
     }
