@@ -141,11 +141,13 @@ pub unsafe trait SimdF32: Copy {
     /// `p .. p + LANES` must be readable.
     unsafe fn load_bf16(self, p: *const u16) -> Self::V;
 
-    /// Hints that the cache line holding `p` will be read soon. Never
-    /// faults, whatever `p` is; a no-op where the instruction set has no
-    /// hint.
+    /// Hints that the cache line holding `p` will be read soon, and asks
+    /// for it in the second-level cache (x86 PREFETCHT1). Prefetching far
+    /// ahead into L2 keeps more lines in flight than into L1, whose few
+    /// miss buffers the prefetches would otherwise fill. Never faults,
+    /// whatever `p` is; a no-op where the instruction set has no hint.
     #[inline(always)]
-    fn prefetch(self, p: *const u8) {
+    fn prefetch_l2(self, p: *const u8) {
         let _ = p;
     }
 }
