@@ -385,6 +385,9 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
 
 /// Computes the scores of `R` packed query rows against `KEYS` consecutive
 /// K rows as dot products over the head dimension, into `sc[r·KV_BLOCK + j]`.
+/// Each score accumulates in the lanes of one vector, and the
+/// `R·KEYS` vectors are summed `LANES` at a time by
+/// [`SimdF32::reduce_add_lanes`].
 ///
 /// # Safety
 ///
@@ -451,7 +454,8 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
 }
 
 /// Scores of `rows <= DOT_ROWS_MAX` packed query rows against `kb` keys,
-/// by [`dot_tile`] over groups of up to 4 rows and `DK` keys.
+/// by [`dot_tile`] over groups of up to 4 rows and `DK` keys. `k` is key
+/// `j0` of the task; the first group of rows prefetches the K rows ahead.
 ///
 /// # Safety
 ///
