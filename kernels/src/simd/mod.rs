@@ -150,6 +150,14 @@ pub unsafe trait SimdF32: Copy {
     fn prefetch_l2(self, p: *const u8) {
         let _ = p;
     }
+
+    /// Hints that the cache line holding `p` will be read soon, and asks
+    /// for it in the first-level cache (x86 PREFETCHT0). Never faults,
+    /// whatever `p` is; a no-op where the instruction set has no hint.
+    #[inline(always)]
+    fn prefetch_l1(self, p: *const u8) {
+        let _ = p;
+    }
 }
 
 /// Widens one IEEE binary16 bit pattern exactly to f32.
