@@ -514,6 +514,9 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
 }
 
 /// Packs `kb` K rows transposed into `kt[d][KV_BLOCK]`, widened to f32.
+/// Blocks of `LANES` keys by `LANES` dimensions are transposed in
+/// registers; the dimensions past the last full block and the keys past
+/// the last full block are copied one element at a time.
 ///
 /// # Safety
 ///
@@ -522,23 +525,33 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
 #[inline(always)]
 unsafe fn pack_kt<S: SimdF32, E: KvElem>(s: S, k: *const E, ks: usize, d: usize, kb: usize, kt: *mut f32) {
     let l = S::LANES;
-    let mut buf = [0.0f32; MAX_LANES];
+    let mut block = [s.splat(0.0); MAX_LANES];
+    let block = &mut block[..l];
+    let full_keys = kb / l * l;
+    let full_dims = d / l * l;
     // SAFETY: reads stay inside the first d elements of each of the kb
-    // rows; writes inside kt.
+    // rows; writes inside kt, whose rows hold KV_BLOCK >= kb keys.
     unsafe {
-        for j in 0..kb {
-            let row = k.add(j * ks);
+        let mut j = 0;
+        while j < full_keys {
             let mut x = 0;
-            while x + l <= d {
-                s.to_array(E::load(s, row.add(x)), &mut buf);
-                for (t, &v) in buf[..l].iter().enumerate() {
-                    *kt.add((x + t) * KV_BLOCK + j) = v;
+            while x < full_dims {
+                for (i, row) in block.iter_mut().enumerate() {
+                    *row = E::load(s, k.add((j + i) * ks + x));
+                }
+                s.transpose(block);
+                for (t, col) in block.iter().enumerate() {
+                    s.store(kt.add((x + t) * KV_BLOCK + j), *col);
                 }
                 x += l;
             }
-            while x < d {
+            j += l;
+        }
+        for j in 0..kb {
+            let row = k.add(j * ks);
+            let first = if j < full_keys { full_dims } else { 0 };
+            for x in first..d {
                 *kt.add(x * KV_BLOCK + j) = (*row.add(x)).to_f32();
-                x += 1;
             }
         }
     }

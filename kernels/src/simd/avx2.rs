@@ -217,6 +217,33 @@ unsafe impl SimdF32 for Avx2 {
         }
     }
     #[inline(always)]
+    fn transpose(self, rows: &mut [__m256]) {
+        debug_assert_eq!(rows.len(), 8);
+        // SAFETY: AVX is implied by the token.
+        unsafe {
+            let r: &mut [__m256; 8] = rows.try_into().expect("transpose takes 8 rows");
+            // 4 × 4 transposes inside the 128-bit halves, then the halves
+            // exchanged.
+            let mut t = [_mm256_setzero_ps(); 8];
+            for i in 0..4 {
+                t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            let mut u = [_mm256_setzero_ps(); 8];
+            for i in 0..2 {
+                let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+                u[4 * i] = _mm256_shuffle_ps::<0x44>(a, c);
+                u[4 * i + 1] = _mm256_shuffle_ps::<0xEE>(a, c);
+                u[4 * i + 2] = _mm256_shuffle_ps::<0x44>(b, d);
+                u[4 * i + 3] = _mm256_shuffle_ps::<0xEE>(b, d);
+            }
+            for k in 0..4 {
+                r[k] = _mm256_permute2f128_ps::<0x20>(u[k], u[4 + k]);
+                r[4 + k] = _mm256_permute2f128_ps::<0x31>(u[k], u[4 + k]);
+            }
+        }
+    }
+    #[inline(always)]
     fn reduce_max(self, v: __m256) -> f32 {
         // SAFETY: AVX is implied by the token.
         unsafe {

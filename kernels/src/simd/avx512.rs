@@ -212,6 +212,43 @@ unsafe impl SimdF32 for Avx512 {
         }
     }
     #[inline(always)]
+    fn transpose(self, rows: &mut [__m512]) {
+        debug_assert_eq!(rows.len(), 16);
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe {
+            let r: &mut [__m512; 16] = rows.try_into().expect("transpose takes 16 rows");
+            // Interleave pairs of rows, then pairs of pairs within each
+            // 128-bit block: block b of t[4i + k] holds the 4 × 4 piece of
+            // rows 4i .. 4i + 4 at columns 4b .. 4b + 4, transposed, split
+            // over k.
+            let mut t = [_mm512_setzero_ps(); 16];
+            for i in 0..8 {
+                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            for i in 0..4 {
+                let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+                r[4 * i] = _mm512_shuffle_ps::<0x44>(a, c);
+                r[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
+                r[4 * i + 2] = _mm512_shuffle_ps::<0x44>(b, d);
+                r[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(b, d);
+            }
+            // Then move the 128-bit blocks into place in two rounds.
+            for h in 0..2 {
+                for k in 0..4 {
+                    let (a, b) = (r[8 * h + k], r[8 * h + 4 + k]);
+                    t[8 * h + k] = _mm512_shuffle_f32x4::<0x88>(a, b);
+                    t[8 * h + 4 + k] = _mm512_shuffle_f32x4::<0xDD>(a, b);
+                }
+            }
+            for k in 0..8 {
+                let (a, b) = (t[k], t[8 + k]);
+                r[k] = _mm512_shuffle_f32x4::<0x88>(a, b);
+                r[8 + k] = _mm512_shuffle_f32x4::<0xDD>(a, b);
+            }
+        }
+    }
+    #[inline(always)]
     fn reduce_max(self, v: __m512) -> f32 {
         // SAFETY: AVX-512F is implied by the token.
         unsafe { _mm512_reduce_max_ps(v) }

@@ -117,6 +117,10 @@ pub unsafe trait SimdF32: Copy {
     /// instead of a full [`reduce_add`](Self::reduce_add) each. The order of
     /// the additions differs from `reduce_add`. `v.len() <= LANES`.
     fn reduce_add_lanes(self, v: &[Self::V]) -> Self::V;
+    /// Transposes the `LANES × LANES` matrix whose row i is `rows[i]` in
+    /// place, so that lane j of `rows[i]` becomes lane i of `rows[j]`.
+    /// `rows.len() == LANES`.
+    fn transpose(self, rows: &mut [Self::V]);
     /// Horizontal maximum. Unspecified if a lane is NaN.
     fn reduce_max(self, v: Self::V) -> f32;
     /// Horizontal minimum. Unspecified if a lane is NaN.
