@@ -438,12 +438,15 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
         }
         // Accumulator i = r·KEYS + j holds the lanes of score (r, j); sum
         // them LANES accumulators at a time into one vector each.
-        let flat = acc.as_flattened();
+        let mut chunk = [s.splat(0.0); MAX_LANES];
         let mut buf = [0.0f32; MAX_LANES];
         let mut c = 0;
         while c < R * KEYS {
             let n = (R * KEYS - c).min(l);
-            s.to_array(s.reduce_add_lanes(&flat[c..c + n]), &mut buf);
+            for (i, v) in chunk[..n].iter_mut().enumerate() {
+                *v = acc[(c + i) / KEYS][(c + i) % KEYS];
+            }
+            s.to_array(s.reduce_add_lanes(&chunk[..n]), &mut buf);
             for (i, &x) in buf[..n].iter().enumerate() {
                 let (r, j) = ((c + i) / KEYS, (c + i) % KEYS);
                 *sc.add(r * KV_BLOCK + j) = x;
