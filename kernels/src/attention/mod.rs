@@ -290,6 +290,7 @@ unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
 ///
 /// As for [`tile`] with M = m.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile_rows<S: SimdF32, B: KvElem, const NV: usize>(
     s: S,
     m: usize,
@@ -464,6 +465,7 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
 ///
 /// As for [`dot_tile`], for `rows` rows and `kb <= KV_BLOCK` keys.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
     s: S,
     q: *const f32,
