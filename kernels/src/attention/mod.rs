@@ -437,8 +437,8 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
                 }
             }
         }
-        // Accumulator i = r·KEYS + j holds the lanes of score (r, j); sum
-        // them LANES accumulators at a time into one vector each.
+        // Accumulator (r, j) contains the lane partial sums of score (r, j).
+        // The tree sums LANES accumulators at a time into one vector.
         let mut chunk = [s.splat(0.0); MAX_LANES];
         let mut buf = [0.0f32; MAX_LANES];
         let mut c = 0;
@@ -520,8 +520,8 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
 
 /// Packs `kb` K rows transposed into `kt[d][KV_BLOCK]`, widened to f32.
 /// Blocks of `LANES` keys by `LANES` dimensions are transposed in
-/// registers; the dimensions past the last full block and the keys past
-/// the last full block are copied one element at a time.
+/// registers. The dimensions and keys past the last full block are copied
+/// one element at a time.
 ///
 /// # Safety
 ///
@@ -594,10 +594,9 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
 ///
 /// Decode reads every K and V byte once, from DRAM when the cache is long.
 /// The hardware prefetchers alone leave the core waiting on misses for
-/// about as long as it computes, so each K row is prefetched while the
-/// score loop reads the K row `far` keys earlier, and each V row while the
-/// P·V loop reads the V row `far` keys earlier. Requests thus follow the
-/// order and the rate of consumption. These go to L2, which can hold more
+/// about as long as it computes. So the score loop prefetches the K row
+/// `far` keys after the one it reads, and the P·V loop does the same for
+/// V, and requests follow the order and the rate of consumption. These go to L2, which can hold more
 /// misses in flight than L1, and a second prefetch `near` keys ahead moves
 /// each row from L2 to L1 shortly before the loads. Prefetch never faults,
 /// and only rows below `end`, which the task reads, are named.

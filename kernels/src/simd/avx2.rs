@@ -221,7 +221,7 @@ unsafe impl SimdF32 for Avx2 {
         debug_assert_eq!(rows.len(), 8);
         // SAFETY: AVX is implied by the token.
         unsafe {
-            let r: &mut [__m256; 8] = rows.try_into().expect("transpose takes 8 rows");
+            let r: &mut [__m256; 8] = rows.try_into().expect("transpose needs exactly 8 rows");
             // 4 × 4 transposes inside the 128-bit halves, then the halves
             // exchanged.
             let mut t = [_mm256_setzero_ps(); 8];

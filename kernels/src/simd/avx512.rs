@@ -196,7 +196,7 @@ unsafe impl SimdF32 for Avx512 {
                 let (a, b) = (w[2 * i], w[2 * i + 1]);
                 *t = _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(a, b), _mm512_shuffle_f32x4::<0xEE>(a, b));
             }
-            // 8 -> 4: 128-bit block k of u[i] holds four partial sums of
+            // 8 -> 4: 128-bit block k of u[i] contains four partial sums of
             // input 4i + k.
             let mut u = [_mm512_setzero_ps(); 4];
             for (i, u) in u.iter_mut().enumerate() {
@@ -216,11 +216,9 @@ unsafe impl SimdF32 for Avx512 {
         debug_assert_eq!(rows.len(), 16);
         // SAFETY: AVX-512F is implied by the token.
         unsafe {
-            let r: &mut [__m512; 16] = rows.try_into().expect("transpose takes 16 rows");
-            // Interleave pairs of rows, then pairs of pairs within each
-            // 128-bit block: block b of t[4i + k] holds the 4 × 4 piece of
-            // rows 4i .. 4i + 4 at columns 4b .. 4b + 4, transposed, split
-            // over k.
+            let r: &mut [__m512; 16] = rows.try_into().expect("transpose needs exactly 16 rows");
+            // Two stages of lane shuffles: afterwards, 128-bit block b of
+            // r[4i + k] contains column 4b + k of rows 4i .. 4i + 4.
             let mut t = [_mm512_setzero_ps(); 16];
             for i in 0..8 {
                 t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
@@ -233,7 +231,8 @@ unsafe impl SimdF32 for Avx512 {
                 r[4 * i + 2] = _mm512_shuffle_ps::<0x44>(b, d);
                 r[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(b, d);
             }
-            // Then move the 128-bit blocks into place in two rounds.
+            // Two rounds of 128-bit block shuffles gather column c from the
+            // four row groups into r[c].
             for h in 0..2 {
                 for k in 0..4 {
                     let (a, b) = (r[8 * h + k], r[8 * h + 4 + k]);

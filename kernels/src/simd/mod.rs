@@ -145,8 +145,8 @@ pub unsafe trait SimdF32: Copy {
     /// `p .. p + LANES` must be readable.
     unsafe fn load_bf16(self, p: *const u16) -> Self::V;
 
-    /// Hints that the cache line holding `p` will be read soon, and asks
-    /// for it in the second-level cache (x86 PREFETCHT1). Prefetching far
+    /// Hints that the cache line containing `p` will be read soon, and
+    /// requests it into the second-level cache (x86 PREFETCHT1). Prefetching far
     /// ahead into L2 keeps more lines in flight than into L1, whose few
     /// miss buffers the prefetches would otherwise fill. Never faults,
     /// whatever `p` is; a no-op where the instruction set has no hint.
@@ -155,8 +155,8 @@ pub unsafe trait SimdF32: Copy {
         let _ = p;
     }
 
-    /// Hints that the cache line holding `p` will be read soon, and asks
-    /// for it in the first-level cache (x86 PREFETCHT0). Never faults,
+    /// Hints that the cache line containing `p` will be read soon, and
+    /// requests it into the first-level cache (x86 PREFETCHT0). Never faults,
     /// whatever `p` is; a no-op where the instruction set has no hint.
     #[inline(always)]
     fn prefetch_l1(self, p: *const u8) {

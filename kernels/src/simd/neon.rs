@@ -195,7 +195,7 @@ unsafe impl SimdF32 for Neon {
         debug_assert_eq!(rows.len(), 4);
         // SAFETY: NEON is implied by the token.
         unsafe {
-            let r: &mut [float32x4_t; 4] = rows.try_into().expect("transpose takes 4 rows");
+            let r: &mut [float32x4_t; 4] = rows.try_into().expect("transpose needs exactly 4 rows");
             // vtrnq pairs lanes 0 and 2 (first) and 1 and 3 (second) of
             // two rows; the 64-bit halves then combine into columns.
             let a = vtrnq_f32(r[0], r[1]);
