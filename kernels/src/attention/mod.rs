@@ -638,7 +638,7 @@ impl<E: KvElem> Prefetch<E> {
             if far {
                 s.prefetch_l2(row.wrapping_add(x));
             } else {
-                s.prefetch_l1(row.wrapping_add(x));
+                s.prefetch(row.wrapping_add(x));
             }
             x += 64;
         }

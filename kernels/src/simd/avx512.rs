@@ -278,15 +278,15 @@ unsafe impl SimdF32 for Avx512 {
         }
     }
     #[inline(always)]
+    fn prefetch(self, p: *const u8) {
+        // SAFETY: prefetch is a hint that never faults, for any address;
+        // SSE is implied by the token.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
     fn prefetch_l2(self, p: *const u8) {
         // SAFETY: prefetch is a hint that never faults, for any address;
         // SSE is implied by the token.
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
-    }
-    #[inline(always)]
-    fn prefetch_l1(self, p: *const u8) {
-        // SAFETY: prefetch is a hint that never faults, for any address;
-        // SSE is implied by the token.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
     }
 }

@@ -145,21 +145,21 @@ pub unsafe trait SimdF32: Copy {
     /// `p .. p + LANES` must be readable.
     unsafe fn load_bf16(self, p: *const u16) -> Self::V;
 
-    /// Hints that the cache line containing `p` will be read soon, and
-    /// requests it into the second-level cache (x86 PREFETCHT1). Prefetching far
-    /// ahead into L2 keeps more lines in flight than into L1, whose few
-    /// miss buffers the prefetches would otherwise fill. Never faults,
-    /// whatever `p` is; a no-op where the instruction set has no hint.
+    /// Hints that the cache line holding `p` will be read soon. Never
+    /// faults, whatever `p` is; a no-op where the instruction set has no
+    /// hint.
     #[inline(always)]
-    fn prefetch_l2(self, p: *const u8) {
+    fn prefetch(self, p: *const u8) {
         let _ = p;
     }
 
-    /// Hints that the cache line containing `p` will be read soon, and
-    /// requests it into the first-level cache (x86 PREFETCHT0). Never faults,
-    /// whatever `p` is; a no-op where the instruction set has no hint.
+    /// Hints like [`prefetch`](Self::prefetch), with the hint for the
+    /// second-level cache (x86 PREFETCHT1). Far-ahead prefetches into L2
+    /// keep more lines in flight than into L1, whose few miss buffers they
+    /// would otherwise fill. Never faults, whatever `p` is; a no-op where
+    /// the instruction set has no hint.
     #[inline(always)]
-    fn prefetch_l1(self, p: *const u8) {
+    fn prefetch_l2(self, p: *const u8) {
         let _ = p;
     }
 }
