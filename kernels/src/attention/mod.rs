@@ -215,7 +215,20 @@ pub fn scratch_len(rows: usize, head_dim: usize, v_head_dim: usize) -> usize {
 /// Lane indices 0, 1, 2, … as f32, for building per-lane key positions.
 static IOTA: [f32; MAX_LANES] = [0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12., 13., 14., 15.];
 
-/// Computes `C[0 .. M][0 .. NV·LANES] (+)= A[0 .. M][0 .. k] · B[0 .. k][..]`.
+/// Work that [`tile`] interleaves with its products, once per row of B.
+trait RowHook: Copy {
+    /// Runs before the tile reads row `p` of B.
+    fn before_row(self, p: usize);
+}
+
+/// The hook that does nothing.
+impl RowHook for () {
+    #[inline(always)]
+    fn before_row(self, _: usize) {}
+}
+
+/// Computes `C[0 .. M][0 .. NV·LANES] (+)= A[0 .. M][0 .. k] · B[0 .. k][..]`,
+/// running the hook, if any, before it reads each row p of B.
 ///
 /// A is f32 at row stride `lda`, B is of type `B` at row stride `ldb`, C is
 /// f32 at row stride `ldc`. With `accumulate` false, C is not read.
@@ -224,6 +237,7 @@ static IOTA: [f32; MAX_LANES] = [0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11
 ///
 /// A, B and C must cover the ranges above.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
     s: S,
     a: *const f32,
@@ -234,6 +248,7 @@ unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
     ldc: usize,
     k: usize,
     accumulate: bool,
+    before_row: Option<impl RowHook>,
 ) {
     let l = S::LANES;
     let mut acc = [[s.splat(0.0); NV]; M];
@@ -247,6 +262,9 @@ unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
             }
         }
         for p in 0..k {
+            if let Some(h) = before_row {
+                h.before_row(p);
+            }
             let mut bv = [s.splat(0.0); NV];
             for (v, x) in bv.iter_mut().enumerate() {
                 *x = B::load(s, b.add(p * ldb + v * l));
@@ -272,6 +290,7 @@ unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
 ///
 /// As for [`tile`] with M = m.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile_rows<S: SimdF32, B: KvElem, const NV: usize>(
     s: S,
     m: usize,
@@ -283,17 +302,19 @@ unsafe fn tile_rows<S: SimdF32, B: KvElem, const NV: usize>(
     ldc: usize,
     k: usize,
     accumulate: bool,
+    before_row: Option<impl RowHook>,
 ) {
+    let f = before_row;
     // SAFETY: forwarded from the caller with M = m.
     unsafe {
         match m {
-            1 => tile::<S, B, 1, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
-            2 => tile::<S, B, 2, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
-            3 => tile::<S, B, 3, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
-            4 => tile::<S, B, 4, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
-            5 => tile::<S, B, 5, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
-            6 => tile::<S, B, 6, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
-            7 => tile::<S, B, 7, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate),
+            1 => tile::<S, B, 1, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            2 => tile::<S, B, 2, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            3 => tile::<S, B, 3, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            4 => tile::<S, B, 4, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            5 => tile::<S, B, 5, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            6 => tile::<S, B, 6, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            7 => tile::<S, B, 7, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
             _ => unreachable!("remainder rows must be below 8"),
         }
     }
@@ -301,7 +322,9 @@ unsafe fn tile_rows<S: SimdF32, B: KvElem, const NV: usize>(
 
 /// Computes `C[m × n] (+)= A[m × k] · B[k × n]` with `MR × NV`-vector
 /// register tiles. `n` must be a multiple of `S::LANES`; B is read only in
-/// rows `0 .. k` and columns `0 .. n`.
+/// rows `0 .. k` and columns `0 .. n`. The first tile runs the hook before
+/// it reads each row p of B, so the hook runs once per row, interleaved
+/// with the products.
 ///
 /// # Safety
 ///
@@ -320,6 +343,7 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
     n: usize,
     k: usize,
     accumulate: bool,
+    before_row: impl RowHook,
 ) {
     let l = S::LANES;
     debug_assert!(n % l == 0 && MR <= 8);
@@ -330,44 +354,30 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
         while j + NV * l <= n {
             let mut i = 0;
             while i + MR <= m {
-                tile::<S, B, MR, NV>(s, a.add(i * lda), lda, b.add(j), ldb, c.add(i * ldc + j), ldc, k, accumulate);
+                let hook = (i == 0 && j == 0).then_some(before_row);
+                let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
+                tile::<S, B, MR, NV>(s, a, lda, b.add(j), ldb, c, ldc, k, accumulate, hook);
                 i += MR;
             }
             if i < m {
-                tile_rows::<S, B, NV>(
-                    s,
-                    m - i,
-                    a.add(i * lda),
-                    lda,
-                    b.add(j),
-                    ldb,
-                    c.add(i * ldc + j),
-                    ldc,
-                    k,
-                    accumulate,
-                );
+                let hook = (i == 0 && j == 0).then_some(before_row);
+                let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
+                tile_rows::<S, B, NV>(s, m - i, a, lda, b.add(j), ldb, c, ldc, k, accumulate, hook);
             }
             j += NV * l;
         }
         while j < n {
             let mut i = 0;
             while i + MR <= m {
-                tile::<S, B, MR, 1>(s, a.add(i * lda), lda, b.add(j), ldb, c.add(i * ldc + j), ldc, k, accumulate);
+                let hook = (i == 0 && j == 0).then_some(before_row);
+                let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
+                tile::<S, B, MR, 1>(s, a, lda, b.add(j), ldb, c, ldc, k, accumulate, hook);
                 i += MR;
             }
             if i < m {
-                tile_rows::<S, B, 1>(
-                    s,
-                    m - i,
-                    a.add(i * lda),
-                    lda,
-                    b.add(j),
-                    ldb,
-                    c.add(i * ldc + j),
-                    ldc,
-                    k,
-                    accumulate,
-                );
+                let hook = (i == 0 && j == 0).then_some(before_row);
+                let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
+                tile_rows::<S, B, 1>(s, m - i, a, lda, b.add(j), ldb, c, ldc, k, accumulate, hook);
             }
             j += l;
         }
@@ -376,6 +386,9 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
 
 /// Computes the scores of `R` packed query rows against `KEYS` consecutive
 /// K rows as dot products over the head dimension, into `sc[r·KV_BLOCK + j]`.
+/// Each score accumulates in the lanes of one vector, and the
+/// `R·KEYS` vectors are summed `LANES` at a time by
+/// [`SimdF32::reduce_add_lanes`].
 ///
 /// # Safety
 ///
@@ -424,21 +437,35 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
                 }
             }
         }
-        for (r, row) in acc.iter().enumerate() {
-            for (j, a) in row.iter().enumerate() {
-                *sc.add(r * KV_BLOCK + j) = s.reduce_add(*a);
+        // Accumulator (r, j) contains the lane partial sums of score (r, j).
+        // The tree sums LANES accumulators at a time into one vector.
+        let mut chunk = [s.splat(0.0); MAX_LANES];
+        let mut buf = [0.0f32; MAX_LANES];
+        let mut c = 0;
+        while c < R * KEYS {
+            let n = (R * KEYS - c).min(l);
+            for (i, v) in chunk[..n].iter_mut().enumerate() {
+                *v = acc[(c + i) / KEYS][(c + i) % KEYS];
             }
+            s.to_array(s.reduce_add_lanes(&chunk[..n]), &mut buf);
+            for (i, &x) in buf[..n].iter().enumerate() {
+                let (r, j) = ((c + i) / KEYS, (c + i) % KEYS);
+                *sc.add(r * KV_BLOCK + j) = x;
+            }
+            c += n;
         }
     }
 }
 
 /// Scores of `rows <= DOT_ROWS_MAX` packed query rows against `kb` keys,
-/// by [`dot_tile`] over groups of up to 4 rows and `DK` keys.
+/// by [`dot_tile`] over groups of up to 4 rows and `DK` keys. `k` is key
+/// `j0` of the task; the first group of rows prefetches the K rows ahead.
 ///
 /// # Safety
 ///
 /// As for [`dot_tile`], for `rows` rows and `kb <= KV_BLOCK` keys.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
     s: S,
     q: *const f32,
@@ -449,7 +476,8 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
     d: usize,
     kb: usize,
     sc: *mut f32,
-    prefetch: Prefetch<E>,
+    j0: usize,
+    prefetch: &Prefetch<E>,
 ) {
     let mut r = 0;
     // SAFETY: each call covers rows r .. r + R and keys j .. j + KEYS inside
@@ -463,7 +491,7 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
                     while j + DK <= kb {
                         if r == 0 {
                             for x in 0..DK {
-                                prefetch.key(s, j + x);
+                                prefetch.k_after(s, j0 + j + x);
                             }
                         }
                         dot_tile::<S, E, $rr, DK>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j));
@@ -471,7 +499,7 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
                     }
                     while j < kb {
                         if r == 0 {
-                            prefetch.key(s, j);
+                            prefetch.k_after(s, j0 + j);
                         }
                         dot_tile::<S, E, $rr, 1>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j));
                         j += 1;
@@ -491,6 +519,9 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
 }
 
 /// Packs `kb` K rows transposed into `kt[d][KV_BLOCK]`, widened to f32.
+/// Blocks of `LANES` keys by `LANES` dimensions are transposed in
+/// registers. The dimensions and keys past the last full block are copied
+/// one element at a time.
 ///
 /// # Safety
 ///
@@ -499,23 +530,33 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
 #[inline(always)]
 unsafe fn pack_kt<S: SimdF32, E: KvElem>(s: S, k: *const E, ks: usize, d: usize, kb: usize, kt: *mut f32) {
     let l = S::LANES;
-    let mut buf = [0.0f32; MAX_LANES];
+    let mut block = [s.splat(0.0); MAX_LANES];
+    let block = &mut block[..l];
+    let full_keys = kb / l * l;
+    let full_dims = d / l * l;
     // SAFETY: reads stay inside the first d elements of each of the kb
-    // rows; writes inside kt.
+    // rows; writes inside kt, whose rows hold KV_BLOCK >= kb keys.
     unsafe {
-        for j in 0..kb {
-            let row = k.add(j * ks);
+        let mut j = 0;
+        while j < full_keys {
             let mut x = 0;
-            while x + l <= d {
-                s.to_array(E::load(s, row.add(x)), &mut buf);
-                for (t, &v) in buf[..l].iter().enumerate() {
-                    *kt.add((x + t) * KV_BLOCK + j) = v;
+            while x < full_dims {
+                for (i, row) in block.iter_mut().enumerate() {
+                    *row = E::load(s, k.add((j + i) * ks + x));
+                }
+                s.transpose(block);
+                for (t, col) in block.iter().enumerate() {
+                    s.store(kt.add((x + t) * KV_BLOCK + j), *col);
                 }
                 x += l;
             }
-            while x < d {
+            j += l;
+        }
+        for j in 0..kb {
+            let row = k.add(j * ks);
+            let first = if j < full_keys { full_dims } else { 0 };
+            for x in first..d {
                 *kt.add(x * KV_BLOCK + j) = (*row.add(x)).to_f32();
-                x += 1;
             }
         }
     }
@@ -548,39 +589,101 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
     }
 }
 
-/// K and V rows of the next block, for prefetching. Prefetch never
-/// faults, and only rows that will be read are named.
+/// Software prefetch of the K and V streams of a decode task, at two fixed
+/// distances ahead of the key being read.
+///
+/// Decode reads every K and V byte once, from DRAM when the cache is long.
+/// The hardware prefetchers alone leave the core waiting on misses for
+/// about as long as it computes. So the score loop prefetches the K row
+/// `far` keys after the one it reads, and the P·V loop does the same for
+/// V, and requests follow the order and the rate of consumption. These go to L2, which can hold more
+/// misses in flight than L1, and a second prefetch `near` keys ahead moves
+/// each row from L2 to L1 shortly before the loads. Prefetch never faults,
+/// and only rows below `end`, which the task reads, are named.
 #[derive(Clone, Copy)]
 struct Prefetch<E> {
+    /// K and V at key 0 of the task.
     k: *const E,
     v: *const E,
-    keys: usize,
     ks: usize,
     vs: usize,
     d: usize,
     dv: usize,
+    /// One past the last key the task reads.
+    end: usize,
+    /// Distances in keys of the L1 and L2 prefetches.
+    near: usize,
+    far: usize,
 }
 
 impl<E: KvElem> Prefetch<E> {
-    /// Prefetches the K and V rows of key `j` of the next block, if any.
+    /// Returns the distances in keys of the L1 and L2 prefetches for rows
+    /// of `row_bytes` bytes: about 4 KiB and 16 KiB ahead in each stream.
+    /// 16 KiB is several times the bytes that DRAM delivers to one core
+    /// within its latency. In the decode bench (Hkv 8, D 128, 8192 and
+    /// 32768 keys) on one Zen 4 core, 8 to 32 KiB for L2 measured alike,
+    /// and 3 to 6 KiB for L1 took 15 % off the f16 time.
+    fn distances(row_bytes: usize) -> (usize, usize) {
+        let keys = |bytes: usize| (bytes / row_bytes.max(1)).clamp(1, KV_BLOCK);
+        (keys(4096), keys(16384))
+    }
+
+    /// Prefetches the cache lines of one row of `bytes` bytes into L1, or
+    /// into L2 when `far`.
     #[inline(always)]
-    fn key<S: SimdF32>(&self, s: S, j: usize) {
-        if j >= self.keys {
-            return;
-        }
-        let size = core::mem::size_of::<E>();
-        let krow = self.k.wrapping_add(j * self.ks) as *const u8;
-        let vrow = self.v.wrapping_add(j * self.vs) as *const u8;
+    fn row<S: SimdF32>(s: S, row: *const E, bytes: usize, far: bool) {
+        let row = row as *const u8;
         let mut x = 0;
-        while x < self.d * size {
-            s.prefetch(krow.wrapping_add(x));
+        while x < bytes {
+            if far {
+                s.prefetch_l2(row.wrapping_add(x));
+            } else {
+                s.prefetch(row.wrapping_add(x));
+            }
             x += 64;
         }
-        let mut x = 0;
-        while x < self.dv * size {
-            s.prefetch(vrow.wrapping_add(x));
-            x += 64;
+    }
+
+    /// Prefetches the K rows `near` and `far` keys after key `j`, as far as
+    /// the task reads them.
+    #[inline(always)]
+    fn k_after<S: SimdF32>(&self, s: S, j: usize) {
+        let bytes = self.d * core::mem::size_of::<E>();
+        if j + self.near < self.end {
+            Self::row(s, self.k.wrapping_add((j + self.near) * self.ks), bytes, false);
         }
+        if j + self.far < self.end {
+            Self::row(s, self.k.wrapping_add((j + self.far) * self.ks), bytes, true);
+        }
+    }
+
+    /// Prefetches the V rows `near` and `far` keys after key `j`, as far as
+    /// the task reads them.
+    #[inline(always)]
+    fn v_after<S: SimdF32>(&self, s: S, j: usize) {
+        let bytes = self.dv * core::mem::size_of::<E>();
+        if j + self.near < self.end {
+            Self::row(s, self.v.wrapping_add((j + self.near) * self.vs), bytes, false);
+        }
+        if j + self.far < self.end {
+            Self::row(s, self.v.wrapping_add((j + self.far) * self.vs), bytes, true);
+        }
+    }
+}
+
+/// The P·V hook of decode: prefetches the V rows ahead of key `j0 + p` as
+/// the tile reads row p of a block that starts at key `j0`.
+#[derive(Clone, Copy)]
+struct VAhead<S, E> {
+    s: S,
+    prefetch: Prefetch<E>,
+    j0: usize,
+}
+
+impl<S: SimdF32, E: KvElem> RowHook for VAhead<S, E> {
+    #[inline(always)]
+    fn before_row(self, p: usize) {
+        self.prefetch.v_after(self.s, self.j0 + p);
     }
 }
 
@@ -818,6 +921,20 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
         let task_hi = t.key_range(last_pos).1.max(0) as usize;
         let dot = rows <= DOT_ROWS_MAX;
         let direct_v = dv % l == 0;
+        let (near, far) = Prefetch::<E>::distances(d.max(dv) * core::mem::size_of::<E>());
+        let prefetch = Prefetch {
+            k,
+            v,
+            ks: t.k_row_stride,
+            vs: t.v_row_stride,
+            d,
+            dv,
+            // Prefill reads each K and V row many times from cache, so it
+            // names no rows.
+            end: if dot { task_hi } else { 0 },
+            near,
+            far,
+        };
 
         let mut j0 = task_lo;
         while j0 < task_hi {
@@ -827,22 +944,10 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
 
             // Scores of the block: rows × kb into sc.scores.
             if dot {
-                // Decode reads K and V once from memory: prefetch the next
-                // block while this one computes.
-                let ahead = (task_hi - (j0 + kb)).min(KV_BLOCK);
-                let pf = Prefetch {
-                    k: k.wrapping_add((j0 + kb) * t.k_row_stride),
-                    v: v.wrapping_add((j0 + kb) * t.v_row_stride),
-                    keys: ahead,
-                    ks: t.k_row_stride,
-                    vs: t.v_row_stride,
-                    d,
-                    dv,
-                };
-                scores_dot::<S, E, DK>(s, sc.q, dp, rows, kblk, t.k_row_stride, d, kb, sc.scores, pf);
+                scores_dot::<S, E, DK>(s, sc.q, dp, rows, kblk, t.k_row_stride, d, kb, sc.scores, j0, &prefetch);
             } else {
                 pack_kt(s, kblk, t.k_row_stride, d, kb, sc.kt);
-                gemm::<S, f32, MR, NV>(s, sc.q, dp, sc.kt, KV_BLOCK, sc.scores, KV_BLOCK, rows, KV_BLOCK, d, false);
+                gemm::<S, f32, MR, NV>(s, sc.q, dp, sc.kt, KV_BLOCK, sc.scores, KV_BLOCK, rows, KV_BLOCK, d, false, ());
             }
 
             // Modifiers, masks and the online-softmax update, row by row.
@@ -894,10 +999,12 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
 
             // acc += P · V over the kb keys of the block.
             if direct_v {
-                gemm::<S, E, MR, NV>(s, sc.scores, KV_BLOCK, vblk, t.v_row_stride, sc.acc, dvp, rows, dvp, kb, true);
+                let hook = VAhead { s, prefetch, j0 };
+                let (vs, acc) = (t.v_row_stride, sc.acc);
+                gemm::<S, E, MR, NV>(s, sc.scores, KV_BLOCK, vblk, vs, acc, dvp, rows, dvp, kb, true, hook);
             } else {
                 pack_v(s, vblk, t.v_row_stride, dv, dvp, kb, sc.vp);
-                gemm::<S, f32, MR, NV>(s, sc.scores, KV_BLOCK, sc.vp, dvp, sc.acc, dvp, rows, dvp, kb, true);
+                gemm::<S, f32, MR, NV>(s, sc.scores, KV_BLOCK, sc.vp, dvp, sc.acc, dvp, rows, dvp, kb, true, ());
             }
             j0 += kb;
         }

@@ -140,10 +140,8 @@ unsafe impl SimdF32 for Avx2 {
         unsafe {
             let bits = _mm256_castps_si256(a);
             let e = _mm256_sub_epi32(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(127));
-            let m = _mm256_or_si256(
-                _mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)),
-                _mm256_set1_epi32(0x3f80_0000),
-            );
+            let m =
+                _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)), _mm256_set1_epi32(0x3f80_0000));
             (_mm256_castsi256_ps(m), _mm256_cvtepi32_ps(e))
         }
     }
@@ -193,6 +191,59 @@ unsafe impl SimdF32 for Avx2 {
         }
     }
     #[inline(always)]
+    fn reduce_add_lanes(self, v: &[__m256]) -> __m256 {
+        debug_assert!(v.len() <= 8);
+        // SAFETY: AVX is implied by the token.
+        unsafe {
+            // The tree below leaves the sum of input 2m + k in lane 4k + m,
+            // so the inputs go in that order.
+            let mut w = [_mm256_setzero_ps(); 8];
+            for (i, &x) in v.iter().enumerate() {
+                w[2 * (i % 4) + i / 4] = x;
+            }
+            // 8 -> 4: the 128-bit halves of each input added, input 2i in
+            // the low half and input 2i + 1 in the high half.
+            let mut t = [_mm256_setzero_ps(); 4];
+            for (i, t) in t.iter_mut().enumerate() {
+                let (a, b) = (w[2 * i], w[2 * i + 1]);
+                *t = _mm256_add_ps(_mm256_permute2f128_ps::<0x20>(a, b), _mm256_permute2f128_ps::<0x31>(a, b));
+            }
+            // 4 -> 2 -> 1 inside the 128-bit halves: pairs of lanes added.
+            let pair =
+                |a: __m256, b: __m256| _mm256_add_ps(_mm256_shuffle_ps::<0x88>(a, b), _mm256_shuffle_ps::<0xDD>(a, b));
+            let x0 = pair(t[0], t[1]);
+            let x1 = pair(t[2], t[3]);
+            pair(x0, x1)
+        }
+    }
+    #[inline(always)]
+    fn transpose(self, rows: &mut [__m256]) {
+        debug_assert_eq!(rows.len(), 8);
+        // SAFETY: AVX is implied by the token.
+        unsafe {
+            let r: &mut [__m256; 8] = rows.try_into().expect("transpose needs exactly 8 rows");
+            // 4 × 4 transposes inside the 128-bit halves, then the halves
+            // exchanged.
+            let mut t = [_mm256_setzero_ps(); 8];
+            for i in 0..4 {
+                t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            let mut u = [_mm256_setzero_ps(); 8];
+            for i in 0..2 {
+                let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+                u[4 * i] = _mm256_shuffle_ps::<0x44>(a, c);
+                u[4 * i + 1] = _mm256_shuffle_ps::<0xEE>(a, c);
+                u[4 * i + 2] = _mm256_shuffle_ps::<0x44>(b, d);
+                u[4 * i + 3] = _mm256_shuffle_ps::<0xEE>(b, d);
+            }
+            for k in 0..4 {
+                r[k] = _mm256_permute2f128_ps::<0x20>(u[k], u[4 + k]);
+                r[4 + k] = _mm256_permute2f128_ps::<0x31>(u[k], u[4 + k]);
+            }
+        }
+    }
+    #[inline(always)]
     fn reduce_max(self, v: __m256) -> f32 {
         // SAFETY: AVX is implied by the token.
         unsafe {
@@ -237,5 +288,11 @@ unsafe impl SimdF32 for Avx2 {
         // SAFETY: prefetch is a hint that never faults, for any address;
         // SSE is implied by the token.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
+    fn prefetch_l2(self, p: *const u8) {
+        // SAFETY: prefetch is a hint that never faults, for any address;
+        // SSE is implied by the token.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
 }

@@ -136,10 +136,8 @@ unsafe impl SimdF32 for Avx512 {
         unsafe {
             let bits = _mm512_castps_si512(a);
             let e = _mm512_sub_epi32(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(127));
-            let m = _mm512_or_si512(
-                _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
-                _mm512_set1_epi32(0x3f80_0000),
-            );
+            let m =
+                _mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)), _mm512_set1_epi32(0x3f80_0000));
             (_mm512_castsi512_ps(m), _mm512_cvtepi32_ps(e))
         }
     }
@@ -179,6 +177,75 @@ unsafe impl SimdF32 for Avx512 {
     fn reduce_add(self, v: __m512) -> f32 {
         // SAFETY: AVX-512F is implied by the token.
         unsafe { _mm512_reduce_add_ps(v) }
+    }
+    #[inline(always)]
+    fn reduce_add_lanes(self, v: &[__m512]) -> __m512 {
+        debug_assert!(v.len() <= 16);
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe {
+            // The tree below leaves the sum of input 4m + k in lane 4k + m,
+            // so the inputs go in transposed order.
+            let mut w = [_mm512_setzero_ps(); 16];
+            for (i, &x) in v.iter().enumerate() {
+                w[4 * (i % 4) + i / 4] = x;
+            }
+            // 16 -> 8: the low and high 256-bit halves of each input pair
+            // added, input 2i in blocks 0-1 and input 2i + 1 in blocks 2-3.
+            let mut t = [_mm512_setzero_ps(); 8];
+            for (i, t) in t.iter_mut().enumerate() {
+                let (a, b) = (w[2 * i], w[2 * i + 1]);
+                *t = _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(a, b), _mm512_shuffle_f32x4::<0xEE>(a, b));
+            }
+            // 8 -> 4: 128-bit block k of u[i] contains four partial sums of
+            // input 4i + k.
+            let mut u = [_mm512_setzero_ps(); 4];
+            for (i, u) in u.iter_mut().enumerate() {
+                let (a, b) = (t[2 * i], t[2 * i + 1]);
+                *u = _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(a, b), _mm512_shuffle_f32x4::<0xDD>(a, b));
+            }
+            // 4 -> 2 -> 1 inside the 128-bit blocks: pairs of lanes added.
+            let pair =
+                |a: __m512, b: __m512| _mm512_add_ps(_mm512_shuffle_ps::<0x88>(a, b), _mm512_shuffle_ps::<0xDD>(a, b));
+            let x0 = pair(u[0], u[1]);
+            let x1 = pair(u[2], u[3]);
+            pair(x0, x1)
+        }
+    }
+    #[inline(always)]
+    fn transpose(self, rows: &mut [__m512]) {
+        debug_assert_eq!(rows.len(), 16);
+        // SAFETY: AVX-512F is implied by the token.
+        unsafe {
+            let r: &mut [__m512; 16] = rows.try_into().expect("transpose needs exactly 16 rows");
+            // Two stages of lane shuffles: afterwards, 128-bit block b of
+            // r[4i + k] contains column 4b + k of rows 4i .. 4i + 4.
+            let mut t = [_mm512_setzero_ps(); 16];
+            for i in 0..8 {
+                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            for i in 0..4 {
+                let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+                r[4 * i] = _mm512_shuffle_ps::<0x44>(a, c);
+                r[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
+                r[4 * i + 2] = _mm512_shuffle_ps::<0x44>(b, d);
+                r[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(b, d);
+            }
+            // Two rounds of 128-bit block shuffles gather column c from the
+            // four row groups into r[c].
+            for h in 0..2 {
+                for k in 0..4 {
+                    let (a, b) = (r[8 * h + k], r[8 * h + 4 + k]);
+                    t[8 * h + k] = _mm512_shuffle_f32x4::<0x88>(a, b);
+                    t[8 * h + 4 + k] = _mm512_shuffle_f32x4::<0xDD>(a, b);
+                }
+            }
+            for k in 0..8 {
+                let (a, b) = (t[k], t[8 + k]);
+                r[k] = _mm512_shuffle_f32x4::<0x88>(a, b);
+                r[8 + k] = _mm512_shuffle_f32x4::<0xDD>(a, b);
+            }
+        }
     }
     #[inline(always)]
     fn reduce_max(self, v: __m512) -> f32 {
@@ -224,5 +291,11 @@ unsafe impl SimdF32 for Avx512 {
         // SAFETY: prefetch is a hint that never faults, for any address;
         // SSE is implied by the token.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
+    fn prefetch_l2(self, p: *const u8) {
+        // SAFETY: prefetch is a hint that never faults, for any address;
+        // SSE is implied by the token.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
 }

@@ -111,6 +111,16 @@ pub unsafe trait SimdF32: Copy {
     fn select(self, m: Self::M, a: Self::V, b: Self::V) -> Self::V;
 
     fn reduce_add(self, v: Self::V) -> f32;
+    /// Returns the vector whose lane i is the horizontal sum of `v[i]`, and
+    /// 0 in the lanes at and past `v.len()`. Sums many vectors at once with
+    /// a transpose-and-add tree, which costs a few operations per vector
+    /// instead of a full [`reduce_add`](Self::reduce_add) each. The order of
+    /// the additions differs from `reduce_add`. `v.len() <= LANES`.
+    fn reduce_add_lanes(self, v: &[Self::V]) -> Self::V;
+    /// Transposes the `LANES × LANES` matrix whose row i is `rows[i]` in
+    /// place, so that lane j of `rows[i]` becomes lane i of `rows[j]`.
+    /// `rows.len() == LANES`.
+    fn transpose(self, rows: &mut [Self::V]);
     /// Horizontal maximum. Unspecified if a lane is NaN.
     fn reduce_max(self, v: Self::V) -> f32;
     /// Horizontal minimum. Unspecified if a lane is NaN.
@@ -162,6 +172,16 @@ pub unsafe trait SimdF32: Copy {
     /// hint.
     #[inline(always)]
     fn prefetch(self, p: *const u8) {
+        let _ = p;
+    }
+
+    /// Hints like [`prefetch`](Self::prefetch), with the hint for the
+    /// second-level cache (x86 PREFETCHT1). Far-ahead prefetches into L2
+    /// keep more lines in flight than into L1, whose few miss buffers they
+    /// would otherwise fill. Never faults, whatever `p` is; a no-op where
+    /// the instruction set has no hint.
+    #[inline(always)]
+    fn prefetch_l2(self, p: *const u8) {
         let _ = p;
     }
 }

@@ -179,6 +179,34 @@ unsafe impl SimdF32 for Neon {
         unsafe { vaddvq_f32(v) }
     }
     #[inline(always)]
+    fn reduce_add_lanes(self, v: &[float32x4_t]) -> float32x4_t {
+        debug_assert!(v.len() <= 4);
+        // SAFETY: NEON is implied by the token.
+        unsafe {
+            let mut w = [vdupq_n_f32(0.0); 4];
+            w[..v.len()].copy_from_slice(v);
+            // Pairwise adds: [v0 v0 v1 v1] and [v2 v2 v3 v3] partial sums,
+            // then [v0 v1 v2 v3].
+            vpaddq_f32(vpaddq_f32(w[0], w[1]), vpaddq_f32(w[2], w[3]))
+        }
+    }
+    #[inline(always)]
+    fn transpose(self, rows: &mut [float32x4_t]) {
+        debug_assert_eq!(rows.len(), 4);
+        // SAFETY: NEON is implied by the token.
+        unsafe {
+            let r: &mut [float32x4_t; 4] = rows.try_into().expect("transpose needs exactly 4 rows");
+            // vtrnq pairs lanes 0 and 2 (first) and 1 and 3 (second) of
+            // two rows; the 64-bit halves then combine into columns.
+            let a = vtrnq_f32(r[0], r[1]);
+            let b = vtrnq_f32(r[2], r[3]);
+            r[0] = vcombine_f32(vget_low_f32(a.0), vget_low_f32(b.0));
+            r[1] = vcombine_f32(vget_low_f32(a.1), vget_low_f32(b.1));
+            r[2] = vcombine_f32(vget_high_f32(a.0), vget_high_f32(b.0));
+            r[3] = vcombine_f32(vget_high_f32(a.1), vget_high_f32(b.1));
+        }
+    }
+    #[inline(always)]
     fn reduce_max(self, v: float32x4_t) -> f32 {
         // SAFETY: NEON is implied by the token.
         unsafe { vmaxvq_f32(v) }

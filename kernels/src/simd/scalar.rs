@@ -148,6 +148,15 @@ unsafe impl SimdF32 for Scalar {
         v
     }
     #[inline(always)]
+    fn reduce_add_lanes(self, v: &[f32]) -> f32 {
+        debug_assert!(v.len() <= 1);
+        v.first().copied().unwrap_or(0.0)
+    }
+    #[inline(always)]
+    fn transpose(self, rows: &mut [f32]) {
+        debug_assert_eq!(rows.len(), 1);
+    }
+    #[inline(always)]
     fn reduce_max(self, v: f32) -> f32 {
         v
     }
