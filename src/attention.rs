@@ -247,7 +247,7 @@ impl RawAttention {
         if sh.kv_heads == 0 && sh.q_heads > 0 {
             return Err(Error::invalid(format!("kv_heads = 0 is invalid with q_heads = {} > 0", sh.q_heads)));
         }
-        if sh.kv_heads > 0 && sh.q_heads % sh.kv_heads != 0 {
+        if sh.kv_heads > 0 && !sh.q_heads.is_multiple_of(sh.kv_heads) {
             return Err(Error::invalid(format!(
                 "q_heads = {} is not a multiple of kv_heads = {}; grouped-query attention needs it to be",
                 sh.q_heads, sh.kv_heads

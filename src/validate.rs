@@ -52,7 +52,7 @@ pub(crate) fn pointer<T>(name: &str, p: *const T, elems: usize) -> Result<()> {
         return Err(Error::new(Status::NullPointer, format!("{name} is NULL but must address {elems} elements")));
     }
     let align = std::mem::align_of::<T>();
-    if (p as usize) % align != 0 {
+    if !(p as usize).is_multiple_of(align) {
         return Err(Error::invalid(format!("{name} = {p:p} is not aligned to {align} bytes")));
     }
     Ok(())

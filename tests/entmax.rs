@@ -126,7 +126,7 @@ fn check_support(kind: Kind, got: &[f32], row: &[f32], r: usize, shape: &str) {
     // from the largest entry, whose output is (−τ)^(1/scale·…).
     let want = kind.reference(row);
     let Some((top, &wt)) = want.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) else { return };
-    if !(wt > 0.0) {
+    if wt.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return;
     }
     let tau = match kind {

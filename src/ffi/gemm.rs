@@ -67,7 +67,7 @@ fn matrix_arg(
         if p.is_null() {
             return Err(Error::new(Status::NullPointer, format!("{name} is NULL but must address {elems} elements")));
         }
-        if (p as usize) % align != 0 {
+        if !(p as usize).is_multiple_of(align) {
             return Err(Error::invalid(format!("{name} = {p:p} is not aligned to {align} bytes")));
         }
     }

@@ -611,7 +611,7 @@ unsafe fn packed_serial_bf16(
     abuf: &mut [f32],
     bbuf: &mut [f32],
 ) {
-    debug_assert!(blk.kc % 2 == 0, "kc = {} must be even for depth pairs", blk.kc);
+    debug_assert!(blk.kc.is_multiple_of(2), "kc = {} must be even for depth pairs", blk.kc);
     let (abuf, bbuf) = (as_u16(abuf), as_u16(bbuf));
     let c = p.c.get();
     for jc in (0..p.n).step_by(blk.nc) {

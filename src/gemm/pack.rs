@@ -263,7 +263,7 @@ pub(crate) unsafe fn pack_bf16_pairs(src: Operand, rows: usize, cols: usize, w: 
 ///
 /// As for `pack_bf16_pairs`, for the panel at row `i0`.
 unsafe fn pack_bf16_odd_column(src: Operand, i0: usize, h: usize, cols: usize, w: usize, chunk: &mut [u16]) {
-    if cols % 2 == 0 {
+    if cols.is_multiple_of(2) {
         return;
     }
     let q = cols / 2;

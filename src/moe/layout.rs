@@ -202,7 +202,7 @@ impl MoeLayout {
 
 /// Sums `counts` over contiguous runs of `experts / ranks` experts.
 pub(crate) fn rank_send_counts_into(counts: &[i64], experts: usize, ranks: usize, out: &mut [i64]) -> Result<()> {
-    if ranks == 0 || experts % ranks != 0 {
+    if ranks == 0 || !experts.is_multiple_of(ranks) {
         return Err(Error::invalid(format!(
             "ranks = {ranks} is invalid; it must be > 0 and divide experts = {experts}"
         )));
@@ -276,7 +276,7 @@ pub(crate) unsafe fn combine_raw(
 ) -> Result<()> {
     let f: CombineFn = kernels()?.moe.combine;
     let threads = num_threads()?;
-    let tokens = if k == 0 { 0 } else { token_slot.len() / k };
+    let tokens = token_slot.len().checked_div(k).unwrap_or(0);
     let min_tokens = ((16 << 10) / (d * k.max(1)).max(1)).max(1);
     let (y, w, out) = (SharedPtr(y as *mut f32), SharedPtr(weights as *mut f32), SharedPtr(out));
     if k == 0 {

@@ -285,7 +285,7 @@ pub fn route_top1_capacity(
 impl GroupedRouting<'_> {
     pub(crate) fn validate(&self, experts: usize) -> Result<()> {
         let g = self.groups;
-        if g == 0 || experts % g != 0 {
+        if g == 0 || !experts.is_multiple_of(g) {
             return Err(Error::invalid(format!(
                 "groups = {g} is invalid; it must be > 0 and divide experts = {experts}"
             )));

@@ -138,7 +138,8 @@ pub fn jvp(p: &[f64], dy: &[f64], alpha: f64) -> (Vec<f64>, f64) {
     let a = alpha - 1.0;
     let g: Vec<f64> = p.iter().map(|&v| if v > 0.0 { v.powf(1.0 - a) } else { 0.0 }).collect();
     let g_sum: f64 = g.iter().sum();
-    if !(g_sum > 0.0) {
+    // Also taken when g_sum is NaN.
+    if g_sum.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return (vec![0.0; p.len()], 0.0);
     }
     let mean = g.iter().zip(dy).map(|(g, d)| g * d).sum::<f64>() / g_sum;

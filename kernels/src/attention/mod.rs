@@ -346,7 +346,7 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
     before_row: impl RowHook,
 ) {
     let l = S::LANES;
-    debug_assert!(n % l == 0 && MR <= 8);
+    debug_assert!(n.is_multiple_of(l) && MR <= 8);
     // SAFETY: every tile call covers rows i .. i + M and columns j .. j + w,
     // which lie inside the m × n block the caller provides.
     unsafe {

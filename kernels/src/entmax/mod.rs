@@ -203,7 +203,7 @@ unsafe fn exact_threshold<S: SimdF32, const SQUARE: bool>(s: S, x: *const f32, n
         let next = tau + newton;
         // No representable progress: the remaining candidates are within
         // rounding of the threshold, where they contribute nothing.
-        if !(next > tau) {
+        if next.partial_cmp(&tau) != Some(core::cmp::Ordering::Greater) {
             return if closed.is_nan() { tau } else { tau + closed.max(0.0) };
         }
         tau = next;

@@ -277,7 +277,7 @@ fn exp_in_range<S: SimdF32>(s: S, xc: S::V) -> S::V {
     p = s.fma(p, r, s.splat(8.333_452e-3));
     p = s.fma(p, r, s.splat(4.166_579_6e-2));
     p = s.fma(p, r, s.splat(1.666_666_5e-1));
-    p = s.fma(p, r, s.splat(5.000_000_1e-1));
+    p = s.fma(p, r, s.splat(5.000_000_6e-1));
     let r2 = s.mul(r, r);
     let y = s.add(s.fma(p, r2, r), s.splat(1.0));
     s.mul(y, scale)
@@ -315,4 +315,87 @@ pub fn ln_1p<S: SimdF32>(s: S, q: S::V) -> S::V {
     let v = s.add(one, q);
     let lost = s.sub(q, s.sub(v, one));
     s.add(ln(s, v), s.div(lost, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads the lanes `values[0 .. LANES]`.
+    fn vector<S: SimdF32>(s: S, values: &[f32]) -> S::V {
+        assert!(values.len() >= S::LANES);
+        // SAFETY: values has at least LANES readable elements.
+        unsafe { s.load(values.as_ptr()) }
+    }
+
+    fn lanes<S: SimdF32>(s: S, v: S::V) -> Vec<f32> {
+        let mut out = [0.0; MAX_LANES];
+        s.to_array(v, &mut out);
+        out[..S::LANES].to_vec()
+    }
+
+    fn check_transpose<S: SimdF32>(s: S) {
+        let l = S::LANES;
+        let values: Vec<f32> = (0..l * l).map(|x| x as f32).collect();
+        let mut rows: Vec<S::V> = (0..l).map(|i| vector(s, &values[i * l..])).collect();
+        s.transpose(&mut rows);
+        for (i, row) in rows.iter().enumerate() {
+            let got = lanes(s, *row);
+            for (j, &x) in got.iter().enumerate() {
+                assert_eq!(x, (j * l + i) as f32, "transpose: lane {j} of row {i}, LANES = {l}");
+            }
+        }
+    }
+
+    fn check_reduce_add_lanes<S: SimdF32>(s: S) {
+        let l = S::LANES;
+        for count in 0..=l {
+            // Row i holds 100·i + j in lane j, so its sum is exact in f32.
+            let values: Vec<f32> = (0..l * l).map(|x| (100 * (x / l) + x % l) as f32).collect();
+            let rows: Vec<S::V> = (0..count).map(|i| vector(s, &values[i * l..])).collect();
+            let got = lanes(s, s.reduce_add_lanes(&rows));
+            for (i, &x) in got.iter().enumerate() {
+                let want = if i < count { (0..l).map(|j| (100 * i + j) as f32).sum() } else { 0.0 };
+                assert_eq!(x, want, "reduce_add_lanes: lane {i} of {count} vectors, LANES = {l}");
+            }
+        }
+    }
+
+    fn check_all<S: SimdF32>(s: S) {
+        check_transpose(s);
+        check_reduce_add_lanes(s);
+    }
+
+    #[test]
+    fn scalar_lane_shuffles() {
+        // SAFETY: scalar code runs on every CPU.
+        check_all(unsafe { scalar::Scalar::new_unchecked() });
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_lane_shuffles() {
+        match avx2::Avx2::detect() {
+            Some(s) => check_all(s),
+            None => eprintln!("SKIPPED: avx2_lane_shuffles: avx2 not supported by this CPU"),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_lane_shuffles() {
+        match avx512::Avx512::detect() {
+            Some(s) => check_all(s),
+            None => eprintln!("SKIPPED: avx512_lane_shuffles: avx512 not supported by this CPU"),
+        }
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn neon_lane_shuffles() {
+        match neon::Neon::detect() {
+            Some(s) => check_all(s),
+            None => eprintln!("SKIPPED: neon_lane_shuffles: neon not supported by this CPU"),
+        }
+    }
 }
