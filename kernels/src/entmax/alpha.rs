@@ -427,13 +427,69 @@ unsafe fn alpha_blocks<S: SimdF32, const NEAR_ONE: bool>(s: S, block: Rows, alph
         return;
     }
     let mut lanes = LaneScratch::EMPTY;
+    let a64 = (alpha - 1.0) as f64;
+    let window = WINDOW_GROUPS * S::LANES;
     while r < block.rows {
-        let count = S::LANES.min(block.rows - r);
-        // SAFETY: rows r .. r + count are inside the block, and n ≤
-        // GROUP_MAX_N.
-        unsafe { alpha_lanes::<S, NEAR_ONE>(s, block, r, count, alpha, &mut lanes) };
-        r += count;
+        let end = block.rows.min(r + window);
+        // Rows that need the iteration, as (candidate count, row, max).
+        let mut live = [(0usize, 0usize, 0.0f32); WINDOW_GROUPS * MAX_LANES];
+        let mut count = 0;
+        for row in r..end {
+            let (x, y) = (block.x_row(row), block.y_row(row));
+            // SAFETY: the row is inside the block.
+            unsafe {
+                if let Some(max) = row_max_or_policy(s, x, y, n) {
+                    live[count] = (count_above(s, x, n, candidate_bound(max, a64)), row, max);
+                    count += 1;
+                }
+            }
+        }
+        // A group costs its largest candidate count per pass, so rows of
+        // similar counts go together.
+        live[..count].sort_unstable_by_key(|&(k, row, _)| (k, row));
+        for group in live[..count].chunks(S::LANES) {
+            // SAFETY: the rows are inside the block and pass the policy,
+            // and n ≤ GROUP_MAX_N.
+            unsafe { alpha_lanes::<S, NEAR_ONE>(s, block, group, alpha, &mut lanes) };
+        }
+        r = end;
     }
+}
+
+/// Number of groups of `LANES` rows whose candidate counts [`alpha_blocks`]
+/// sorts together.
+const WINDOW_GROUPS: usize = 4;
+
+/// Returns the lower bound of the candidates of a row with maximum `max`:
+/// only entries with x > max − 1/a can have p > 0, because both forms of
+/// [`alpha_pass`] have v ≤ 1 + a·(x − max) there. It is rounded down a
+/// little, so that no candidate is lost to rounding, and strictly below
+/// max even where 1/a is below max's ulp.
+#[inline(always)]
+fn candidate_bound(max: f32, a64: f64) -> f32 {
+    ((max as f64 - (1.0 + 1e-6) / a64) as f32).min(max.next_down())
+}
+
+/// Returns the number of entries of `x[0 .. n]` above `bound`.
+///
+/// # Safety
+///
+/// `x[0 .. n]` readable.
+#[inline(always)]
+unsafe fn count_above<S: SimdF32>(s: S, x: *const f32, n: usize, bound: f32) -> usize {
+    let l = S::LANES;
+    let (vb, one, zero) = (s.splat(bound), s.splat(1.0), s.splat(0.0));
+    let mut total = zero;
+    let mut i = 0;
+    // SAFETY: loads cover x[i .. i + l] with i + l ≤ n, or the tail x[i .. n].
+    unsafe {
+        while i < n {
+            let v = if i + l <= n { s.load(x.add(i)) } else { s.load_tail(x.add(i), n - i, f32::NEG_INFINITY) };
+            total = s.add(total, s.select(s.gt(v, vb), one, zero));
+            i += l;
+        }
+    }
+    s.reduce_add(total) as usize
 }
 
 /// Stack storage of the candidates of up to [`MAX_LANES`] rows of at most
@@ -550,18 +606,18 @@ fn lanes_start<S: SimdF32, const NEAR_ONE: bool>(
     LaneState { theta, lo, hi, last_f: s.splat(f32::INFINITY), done: vdone }
 }
 
-/// Computes α-entmax of rows `first .. first + count` of a block, `count` ≤
-/// `S::LANES`, with row `first + g` in lane g of every vector.
+/// Computes α-entmax of the rows of a block listed in `rows`, at most
+/// `S::LANES` of them as (candidate count, row, row maximum), with
+/// `rows[g]` in lane g of every vector.
 ///
-/// Each row gets the policy of [`row_max_or_policy`] first. The
-/// candidates of each remaining row (as in [`AlphaSolve`]) are copied
-/// into `lanes` with their x − max, and the iteration of [`alpha_row`]
-/// runs on all lanes at once: same start, bracket, Halley and bisection
-/// steps and stopping rule, with selects in place of branches. A lane that
-/// has stopped keeps its θ while the others go on, so its sums do not
-/// change. A pass is then `K` vector evaluations, for the largest
-/// candidate count K of the group, with no horizontal reduction, where
-/// the per-row iteration waits on the reductions of each pass.
+/// The candidates of each row (as in [`AlphaSolve`]) are copied into
+/// `lanes` with their x − max, and the iteration of [`alpha_row`] runs on
+/// all lanes at once: same start, bracket, Halley and bisection steps and
+/// stopping rule, with selects in place of branches. A lane that has
+/// stopped keeps its θ while the others go on, so its sums do not change.
+/// A pass is then `K` vector evaluations, for the largest candidate count
+/// K of the group, with no horizontal reduction, where the per-row
+/// iteration waits on the reductions of each pass.
 ///
 /// The output is p at the last θ divided by Σp, which is summed again with
 /// compensation, so that the written row sums to 1 within the rounding of
@@ -569,32 +625,28 @@ fn lanes_start<S: SimdF32, const NEAR_ONE: bool>(
 ///
 /// # Safety
 ///
-/// As for [`alpha_rows`], for these rows; `block.n` ≤ [`GROUP_MAX_N`].
+/// As for [`alpha_rows`], for these rows. Each row passed
+/// [`row_max_or_policy`] with the given maximum, and `block.n` ≤
+/// [`GROUP_MAX_N`].
 #[inline(always)]
 unsafe fn alpha_lanes<S: SimdF32, const NEAR_ONE: bool>(
     s: S,
     block: Rows,
-    first: usize,
-    count: usize,
+    rows: &[(usize, usize, f32)],
     alpha: f32,
     lanes: &mut LaneScratch,
 ) {
-    let (l, n) = (S::LANES, block.n);
+    let (l, n, count) = (S::LANES, block.n, rows.len());
     debug_assert!(count <= l && n <= GROUP_MAX_N);
     let a = alpha - 1.0;
     let a64 = a as f64;
     let mut k = [0usize; MAX_LANES];
     let mut z_sum = [0.0f32; MAX_LANES];
-    // 1.0 where the lane needs no more passes.
+    // 1.0 where the lane needs no more passes: the lanes without a row.
     let mut done = [1.0f32; MAX_LANES];
-    for g in 0..count {
-        let (x, y) = (block.x_row(first + g), block.y_row(first + g));
-        // SAFETY: row first + g is inside the block.
-        let Some(max) = (unsafe { row_max_or_policy(s, x, y, n) }) else { continue };
-        // The bound of AlphaSolve::new.
-        let bound = ((max as f64 - (1.0 + 1e-6) / a64) as f32).min(max.next_down());
-        // SAFETY: row first + g is inside the block, and n ≤ GROUP_MAX_N.
-        let (kg, sum) = unsafe { lanes.compact(s, x, n, max, bound) };
+    for (g, &(_, row, max)) in rows.iter().enumerate() {
+        // SAFETY: the row is inside the block, and n ≤ GROUP_MAX_N.
+        let (kg, sum) = unsafe { lanes.compact(s, block.x_row(row), n, max, candidate_bound(max, a64)) };
         // The row maximum is always a candidate, so kg ≥ 1.
         debug_assert!(kg >= 1);
         // SAFETY: c < kg ≤ n ≤ GROUP_MAX_N and g < l ≤ MAX_LANES bound
@@ -607,7 +659,7 @@ unsafe fn alpha_lanes<S: SimdF32, const NEAR_ONE: bool>(
         }
         (k[g], z_sum[g], done[g]) = (kg, sum, 0.0);
     }
-    if done[..count].iter().all(|&d| d != 0.0) {
+    if count == 0 {
         return;
     }
     let width = k[..count].iter().copied().max().unwrap_or(0);
@@ -635,11 +687,8 @@ unsafe fn alpha_lanes<S: SimdF32, const NEAR_ONE: bool>(
 
     let mut sums = [0.0f32; MAX_LANES];
     s.to_array(sum, &mut sums);
-    for g in 0..count {
-        if done[g] != 0.0 {
-            continue;
-        }
-        let y = block.y_row(first + g);
+    for (g, &(_, row, _)) in rows.iter().enumerate() {
+        let y = block.y_row(row);
         let r = 1.0 / sums[g];
         // SAFETY: the output row is writable, each index is below n, and
         // c < k[g] ≤ GROUP_MAX_N with g < l bounds the scratch accesses.
