@@ -384,8 +384,9 @@ unsafe fn alpha_solve<S: SimdF32, const NEAR_ONE: bool>(s: S, x: *const f32, y: 
 
 /// Computes α-entmax of every row of a block with one α; see
 /// [`alpha_row`]. Rows longer than [`GROUP_MAX_N`] run one at a time.
-/// Shorter rows run in groups of `S::LANES`, one row per lane; see
-/// [`alpha_lanes`].
+/// Shorter rows run in groups of `S::LANES`, one row per lane (see
+/// [`alpha_lanes`]), and within each window of [`WINDOW_GROUPS`] groups
+/// the rows are sorted by their candidate count first.
 ///
 /// # Safety
 ///

@@ -19,7 +19,7 @@
 //!   stalls, and divides the output by its sum.
 //! - Rows of up to [`GROUP_MAX_N`] elements run several at a time,
 //!   because one short row alone leaves the core waiting on the reductions
-//!   of each pass: sparsemax and entmax-1.5 interleave the passes of
+//!   of each pass. Sparsemax and entmax-1.5 interleave the passes of
 //!   [`GROUP_ROWS`] rows, and general α puts one row in each lane of a
 //!   vector.
 //!
