@@ -665,8 +665,8 @@ unsafe fn alpha_lanes<S: SimdF32, const NEAR_ONE: bool>(
     }
     let width = k[..count].iter().copied().max().unwrap_or(0);
     // Every lane reads -inf, which gives p = 0, past its candidate count.
-    for g in 0..l {
-        for c in k[g]..width {
+    for (g, &kg) in k.iter().enumerate().take(l) {
+        for c in kg..width {
             // SAFETY: c < width ≤ GROUP_MAX_N and g < l ≤ MAX_LANES.
             unsafe { *lanes.z.get_unchecked_mut(c * l + g) = f32::NEG_INFINITY };
         }
