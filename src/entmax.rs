@@ -16,6 +16,7 @@ use crate::error::{Error, Result, Status};
 use crate::softmax::{check_rows, rows_per_chunk, RowsArg};
 use crate::threads::{num_threads, parallel_for, SharedPtr};
 use mlak_kernels::entmax::{Rows, GROUP_MAX_N, GROUP_ROWS};
+use mlak_kernels::simd::MAX_LANES;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 type ForwardFn = unsafe fn(Rows);
@@ -172,10 +173,11 @@ unsafe fn forward_block(k: &crate::kernels_table::Kernels, which: Normalizer, al
 }
 
 /// Rows widened at a time from f16 or bf16: a whole group where the
-/// kernels run rows in groups, else one.
+/// kernels run rows in groups, else one. General α puts one row in each
+/// lane, so its groups have up to [`MAX_LANES`] rows.
 fn widen_batch(n: usize) -> usize {
     if n <= GROUP_MAX_N {
-        GROUP_ROWS
+        GROUP_ROWS.max(MAX_LANES)
     } else {
         1
     }

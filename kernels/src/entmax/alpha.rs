@@ -1,8 +1,8 @@
 //! α-entmax for general α > 1: the bracketed Halley iteration
 //! on the normalizer over the row's candidates.
 
-use super::{row_max_or_policy, Rows, CONVERGED, GROUP_MAX_N, GROUP_ROWS, MAX_PASSES};
-use crate::simd::{exp, ln, SimdF32, MAX_LANES};
+use super::{row_max_or_policy, Rows, CONVERGED, GROUP_MAX_N, MAX_PASSES};
+use crate::simd::{exp, exp_nonpositive, ln, SimdF32, MAX_LANES};
 use crate::softmax::fill;
 use std::hint::select_unpredictable;
 
@@ -26,7 +26,9 @@ fn alpha_eval<S: SimdF32, const NEAR_ONE: bool>(
     let log = if NEAR_ONE { s.fma(s.sub(w, s.sub(base, one)), inv, ln(s, base)) } else { ln(s, w) };
     // Lanes outside the support compute garbage that the select drops.
     let inside = s.gt(base, s.splat(f32::MIN_POSITIVE));
-    let p = s.select(inside, exp(s, s.mul(vb, log)), zero);
+    // Every θ of the bracket has v ≤ 1, so ln v / a ≤ 0 up to rounding,
+    // which the min removes.
+    let p = s.select(inside, exp_nonpositive(s, s.min(s.mul(vb, log), zero)), zero);
     let slope = s.select(inside, s.mul(p, inv), zero);
     (p, slope, s.mul(slope, inv))
 }
@@ -40,12 +42,11 @@ fn alpha_eval<S: SimdF32, const NEAR_ONE: bool>(
 ///   threshold in units of x.
 ///
 /// p = v^(1/a) for v > 0 and 0 otherwise. Returns (Σ p, Σ p/v, Σ p/v²):
-/// in both forms dΣp/dθ = −Σ p/v and d²Σp/dθ² = (1 − a)·Σ p/v². Stores
-/// each p to `p_out[0 .. n]` unless `p_out` is null.
+/// in both forms dΣp/dθ = −Σ p/v and d²Σp/dθ² = (1 − a)·Σ p/v².
 ///
 /// # Safety
 ///
-/// `x[0 .. n]` must be readable, and `p_out[0 .. n]` writable unless null.
+/// `x[0 .. n]` must be readable.
 #[inline(always)]
 unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
     s: S,
@@ -54,7 +55,6 @@ unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
     max: f32,
     a: f32,
     theta: f32,
-    p_out: *mut f32,
 ) -> (f32, f32, f32) {
     let l = S::LANES;
     let consts = (s.splat(max), s.splat(theta), s.splat(a), s.splat(1.0 / a));
@@ -64,22 +64,14 @@ unsafe fn alpha_pass<S: SimdF32, const NEAR_ONE: bool>(
     const BLOCK: usize = 64;
     let (mut p_total, mut d_total, mut e_total) = (0.0f64, 0.0f64, 0.0f64);
     let mut i = 0;
-    // SAFETY: loads stay inside x[0 .. n] and stores inside p_out[0 .. n].
+    // SAFETY: loads stay inside x[0 .. n].
     unsafe {
         while i < n {
             let (mut p0, mut d0, mut e0) = (zero, zero, zero);
             let end = n.min(i + BLOCK * l);
             while i < end {
-                let full = i + l <= end;
-                let v = if full { s.load(x.add(i)) } else { s.load_tail(x.add(i), end - i, f32::NEG_INFINITY) };
+                let v = if i + l <= end { s.load(x.add(i)) } else { s.load_tail(x.add(i), end - i, f32::NEG_INFINITY) };
                 let (p, d, e) = alpha_eval::<S, NEAR_ONE>(s, v, consts);
-                if !p_out.is_null() {
-                    if full {
-                        s.store(p_out.add(i), p);
-                    } else {
-                        s.store_tail(p_out.add(i), end - i, p);
-                    }
-                }
                 p0 = s.add(p0, p);
                 d0 = s.add(d0, d);
                 e0 = s.add(e0, e);
@@ -212,77 +204,6 @@ unsafe fn alpha_write<S: SimdF32, const NEAR_ONE: bool>(
     }
 }
 
-/// Maximum row length whose α-entmax candidates the grouped body keeps in an
-/// [`AlphaScratch`] on the stack.
-pub const ALPHA_SCRATCH_N: usize = 256;
-
-/// Stack storage of one row's candidates, their positions and their p at
-/// the latest θ. With it, the output is written from the p of the last
-/// pass, so no second evaluation of the row is needed, and in-place rows
-/// are compacted too.
-/// [`alpha_rows`] keeps [`GROUP_ROWS`] of them, 3200 bytes each, on the
-/// stack.
-///
-/// `cand` and `index` have [`MAX_LANES`] entries of slack for the full
-/// vector stores of [`SimdF32::compress`]. `index` stores positions as
-/// f32, exact below 2^24.
-#[derive(Clone, Copy)]
-struct AlphaScratch {
-    cand: [f32; ALPHA_SCRATCH_N + MAX_LANES],
-    index: [f32; ALPHA_SCRATCH_N + MAX_LANES],
-    p: [f32; ALPHA_SCRATCH_N],
-}
-
-impl AlphaScratch {
-    const EMPTY: Self =
-        AlphaScratch { cand: [0.0; ALPHA_SCRATCH_N + MAX_LANES], index: [0.0; ALPHA_SCRATCH_N + MAX_LANES], p: [0.0; ALPHA_SCRATCH_N] };
-
-    /// Copies the entries of `x[0 .. n]` above `bound` and their positions
-    /// to `cand` and `index`, in order, and returns their count and the sum
-    /// of their x − max.
-    ///
-    /// # Safety
-    ///
-    /// `x[0 .. n]` readable, n ≤ [`ALPHA_SCRATCH_N`].
-    #[inline(always)]
-    unsafe fn compact<S: SimdF32>(&mut self, s: S, x: *const f32, n: usize, max: f32, bound: f32) -> (usize, f32) {
-        debug_assert!(n <= ALPHA_SCRATCH_N);
-        // 0, 1, 2, ... as f32, the lane offsets of the positions.
-        const LANE_OFFSETS: [f32; MAX_LANES] = {
-            let mut offsets = [0.0f32; MAX_LANES];
-            let mut j = 0;
-            while j < MAX_LANES {
-                offsets[j] = j as f32;
-                j += 1;
-            }
-            offsets
-        };
-        let l = S::LANES;
-        let (vb, vm, zero) = (s.splat(bound), s.splat(max), s.splat(0.0));
-        let (cand, index) = (self.cand.as_mut_ptr(), self.index.as_mut_ptr());
-        let mut sum = zero;
-        let (mut i, mut k) = (0, 0);
-        // SAFETY: loads cover x[i .. i + l] with i + l ≤ n, or the tail
-        // x[i .. n]; k ≤ i < n, so each compress writes inside the first
-        // n + MAX_LANES entries.
-        unsafe {
-            let offsets = s.load(LANE_OFFSETS.as_ptr());
-            while i < n {
-                let v = if i + l <= n { s.load(x.add(i)) } else { s.load_tail(x.add(i), n - i, f32::NEG_INFINITY) };
-                let above = s.gt(v, vb);
-                if s.mask_any(above) {
-                    sum = s.add(sum, s.select(above, s.sub(v, vm), zero));
-                    let count = s.compress(cand.add(k), above, v);
-                    s.compress(index.add(k), above, s.add(offsets, s.splat(i as f32)));
-                    k += count;
-                }
-                i += l;
-            }
-        }
-        (k, s.reduce_add(sum))
-    }
-}
-
 /// State of the iteration of [`alpha_row`] on one row, in the
 /// parameterization of [`alpha_pass`] selected by `NEAR_ONE`.
 ///
@@ -301,10 +222,6 @@ struct AlphaSolve {
     bound: f32,
     cand: *const f32,
     k: usize,
-    /// Position of each candidate in the row and its p at `theta`, when
-    /// the candidates sit in an [`AlphaScratch`]; null otherwise.
-    index: *const f32,
-    p: *mut f32,
     theta: f32,
     lo: f32,
     hi: f32,
@@ -328,21 +245,13 @@ impl AlphaSolve {
         n: usize,
         max: f32,
         alpha: f32,
-        scratch: Option<&mut AlphaScratch>,
     ) -> Self {
         let a = alpha - 1.0;
         let a64 = a as f64;
         // Rounded down a little, so that no candidate is lost to rounding,
         // and strictly below max even where 1/a is below max's ulp.
         let bound = ((max as f64 - (1.0 + 1e-6) / a64) as f32).min(max.next_down());
-        let (mut index, mut p) = (std::ptr::null(), std::ptr::null_mut());
-        let (cand, k, z_sum) = if let Some(scratch) = scratch {
-            debug_assert!(n <= ALPHA_SCRATCH_N);
-            // SAFETY: forwarded from the caller, and n ≤ ALPHA_SCRATCH_N.
-            let (k, z_sum) = unsafe { scratch.compact(s, x, n, max, bound) };
-            (index, p) = (scratch.index.as_ptr(), scratch.p.as_mut_ptr());
-            (scratch.cand.as_ptr(), k, z_sum)
-        } else if std::ptr::eq(x, y) {
+        let (cand, k, z_sum) = if std::ptr::eq(x, y) {
             (x, n, f32::NAN)
         } else {
             // SAFETY: x and y are disjoint rows of n elements.
@@ -363,7 +272,7 @@ impl AlphaSolve {
         // A start needs no f64: f32 keeps the libm call cheap.
         let start = z_sum / k as f32 - (-a * ln_k).exp_m1() / a + offset as f32;
         let theta = if start > lo && start < hi { start } else { lo };
-        AlphaSolve { x, y, n, max, a, bound, cand, k, index, p, theta, lo, hi, last_f: f32::INFINITY, sum: f32::NAN }
+        AlphaSolve { x, y, n, max, a, bound, cand, k, theta, lo, hi, last_f: f32::INFINITY, sum: f32::NAN }
     }
 
     /// Runs one pass at the current θ and moves θ. Returns whether the
@@ -388,7 +297,7 @@ impl AlphaSolve {
     #[inline(always)]
     unsafe fn pass<S: SimdF32, const NEAR_ONE: bool>(&self, s: S) -> (f32, f32, f32) {
         // SAFETY: forwarded from the caller.
-        unsafe { alpha_pass::<S, NEAR_ONE>(s, self.cand, self.k, self.max, self.a, self.theta, self.p) }
+        unsafe { alpha_pass::<S, NEAR_ONE>(s, self.cand, self.k, self.max, self.a, self.theta) }
     }
 
     /// Moves θ from the sums of a pass at the current θ. Returns whether
@@ -448,23 +357,8 @@ impl AlphaSolve {
     #[inline(always)]
     unsafe fn write<S: SimdF32, const NEAR_ONE: bool>(&self, s: S) {
         let r = 1.0 / self.sum;
-        if self.index.is_null() {
-            // SAFETY: forwarded from the caller.
-            unsafe { alpha_write::<S, NEAR_ONE>(s, self.x, self.y, self.n, self.max, self.a, self.theta, self.bound, r) };
-            return;
-        }
-        // The last pass stored p at θ for every candidate, the same values
-        // that alpha_write would compute, and every other entry is 0.
-        // SAFETY: y[0 .. n] is writable, the scratch contains k candidates,
-        // and each index is below n.
-        unsafe {
-            fill(s, self.y, self.n, 0.0);
-            for j in 0..self.k {
-                let at = *self.index.add(j) as usize;
-                debug_assert!(at < self.n);
-                *self.y.add(at) = *self.p.add(j) * r;
-            }
-        }
+        // SAFETY: forwarded from the caller.
+        unsafe { alpha_write::<S, NEAR_ONE>(s, self.x, self.y, self.n, self.max, self.a, self.theta, self.bound, r) };
     }
 }
 
@@ -478,7 +372,7 @@ unsafe fn alpha_solve<S: SimdF32, const NEAR_ONE: bool>(s: S, x: *const f32, y: 
     // SAFETY: forwarded from the caller; `new` leaves the candidates that
     // `step` reads.
     unsafe {
-        let mut solve = AlphaSolve::new::<S, NEAR_ONE>(s, x, y, n, max, alpha, None);
+        let mut solve = AlphaSolve::new::<S, NEAR_ONE>(s, x, y, n, max, alpha);
         for _ in 0..MAX_PASSES {
             if solve.step::<S, NEAR_ONE>(s) {
                 break;
@@ -489,17 +383,14 @@ unsafe fn alpha_solve<S: SimdF32, const NEAR_ONE: bool>(s: S, x: *const f32, y: 
 }
 
 /// Computes α-entmax of every row of a block with one α; see
-/// [`alpha_row`]. Rows of at most [`GROUP_MAX_N`] elements run
-/// [`GROUP_ROWS`] at a time with their passes in lockstep, each row with
-/// the same arithmetic as [`alpha_row`], so the results are identical.
+/// [`alpha_row`]. Rows longer than [`GROUP_MAX_N`] run one at a time.
+/// Shorter rows run in groups of `S::LANES`, one row per lane (see
+/// [`alpha_lanes`]), and within each window of [`WINDOW_GROUPS`] groups
+/// the rows are sorted by their candidate count first.
 ///
 /// # Safety
 ///
 /// As for [`exact_rows`](super::exact_rows); `alpha` is finite and > 1.
-// NOTE: 64-element rows stay latency-bound here. Each row runs about three
-// dependent passes of ln, exp and reductions, and eight rows in flight do
-// not fill the core; evaluating the rows of a group across the lanes of
-// one vector would remove the per-row chains.
 #[inline(always)]
 pub unsafe fn alpha_rows<S: SimdF32>(s: S, block: Rows, alpha: f32) {
     debug_assert!(alpha > 1.0 && alpha.is_finite());
@@ -522,10 +413,9 @@ pub unsafe fn alpha_rows<S: SimdF32>(s: S, block: Rows, alpha: f32) {
 #[inline(always)]
 unsafe fn alpha_blocks<S: SimdF32, const NEAR_ONE: bool>(s: S, block: Rows, alpha: f32) {
     let n = block.n;
-    let mut scratch = [AlphaScratch::EMPTY; GROUP_ROWS];
     let mut r = 0;
-    while r < block.rows {
-        if n > GROUP_MAX_N {
+    if n > GROUP_MAX_N {
+        while r < block.rows {
             // SAFETY: row r is inside the block.
             unsafe {
                 let (x, y) = (block.x_row(r), block.y_row(r));
@@ -534,48 +424,410 @@ unsafe fn alpha_blocks<S: SimdF32, const NEAR_ONE: bool>(s: S, block: Rows, alph
                 }
             }
             r += 1;
-            continue;
         }
-        let count = GROUP_ROWS.min(block.rows - r);
-        let mut solves: [Option<AlphaSolve>; GROUP_ROWS] = [const { None }; GROUP_ROWS];
-        for ((g, solve), scratch) in solves.iter_mut().enumerate().take(count).zip(scratch.iter_mut()) {
-            // SAFETY: row r + g is inside the block.
+        return;
+    }
+    let mut lanes = LaneScratch::EMPTY;
+    let a64 = (alpha - 1.0) as f64;
+    let window = WINDOW_GROUPS * S::LANES;
+    while r < block.rows {
+        let end = block.rows.min(r + window);
+        // Rows that need the iteration, as (candidate count, row, max).
+        let mut live = [(0usize, 0usize, 0.0f32); WINDOW_GROUPS * MAX_LANES];
+        let mut count = 0;
+        for row in r..end {
+            let (x, y) = (block.x_row(row), block.y_row(row));
+            // SAFETY: the row is inside the block.
             unsafe {
-                let (x, y) = (block.x_row(r + g), block.y_row(r + g));
-                if let Some(m) = row_max_or_policy(s, x, y, n) {
-                    let scratch = if n <= ALPHA_SCRATCH_N { Some(&mut *scratch) } else { None };
-                    *solve = Some(AlphaSolve::new::<S, NEAR_ONE>(s, x, y, n, m, alpha, scratch));
+                if let Some(max) = row_max_or_policy(s, x, y, n) {
+                    live[count] = (count_above(s, x, n, candidate_bound(max, a64)), row, max);
+                    count += 1;
                 }
             }
         }
-        let mut open = [false; GROUP_ROWS];
-        for g in 0..GROUP_ROWS {
-            open[g] = solves[g].is_some();
+        // A group costs its largest candidate count per pass, so rows of
+        // similar counts go together.
+        live[..count].sort_unstable_by_key(|&(k, row, _)| (k, row));
+        for group in live[..count].chunks(S::LANES) {
+            // SAFETY: the rows are inside the block and pass the policy,
+            // and n ≤ GROUP_MAX_N.
+            unsafe { alpha_lanes::<S, NEAR_ONE>(s, block, group, alpha, &mut lanes) };
         }
+        r = end;
+    }
+}
+
+/// Number of groups of `LANES` rows whose candidate counts [`alpha_blocks`]
+/// sorts together.
+const WINDOW_GROUPS: usize = 4;
+
+/// Returns the lower bound of the candidates of a row with maximum `max`:
+/// only entries with x > max − 1/a can have p > 0, because both forms of
+/// [`alpha_pass`] have v ≤ 1 + a·(x − max) there. It is rounded down a
+/// little, so that no candidate is lost to rounding, and strictly below
+/// max even where 1/a is below max's ulp.
+#[inline(always)]
+fn candidate_bound(max: f32, a64: f64) -> f32 {
+    ((max as f64 - (1.0 + 1e-6) / a64) as f32).min(max.next_down())
+}
+
+/// Returns the number of entries of `x[0 .. n]` above `bound`.
+///
+/// # Safety
+///
+/// `x[0 .. n]` readable.
+#[inline(always)]
+unsafe fn count_above<S: SimdF32>(s: S, x: *const f32, n: usize, bound: f32) -> usize {
+    let l = S::LANES;
+    let (vb, one, zero) = (s.splat(bound), s.splat(1.0), s.splat(0.0));
+    let mut total = zero;
+    let mut i = 0;
+    // SAFETY: loads cover x[i .. i + l] with i + l ≤ n, or the tail x[i .. n].
+    unsafe {
+        while i < n {
+            let v = if i + l <= n { s.load(x.add(i)) } else { s.load_tail(x.add(i), n - i, f32::NEG_INFINITY) };
+            total = s.add(total, s.select(s.gt(v, vb), one, zero));
+            i += l;
+        }
+    }
+    s.reduce_add(total) as usize
+}
+
+/// Stack storage of the candidates of up to [`MAX_LANES`] rows of at most
+/// [`GROUP_MAX_N`] elements in structure-of-arrays layout: entry
+/// `c·LANES + g` is candidate c of lane g, so that one vector holds
+/// candidate c of every row of the group. 36 KiB.
+struct LaneScratch {
+    /// x − max of each candidate, -inf past the lane's candidate count.
+    z: [f32; GROUP_MAX_N * MAX_LANES],
+    /// p of each candidate at the latest θ.
+    p: [f32; GROUP_MAX_N * MAX_LANES],
+    /// Position of each candidate in its row; below [`GROUP_MAX_N`] = 256,
+    /// so a u8 holds it.
+    index: [u8; GROUP_MAX_N * MAX_LANES],
+    /// x − max and position (as f32, exact) of one row's candidates, with
+    /// [`MAX_LANES`] entries of slack for the full vector stores of
+    /// [`SimdF32::compress`].
+    row_z: [f32; GROUP_MAX_N + MAX_LANES],
+    row_index: [f32; GROUP_MAX_N + MAX_LANES],
+}
+
+// Candidate positions are stored as u8.
+const _: () = assert!(GROUP_MAX_N <= 256);
+
+impl LaneScratch {
+    const EMPTY: Self = LaneScratch {
+        z: [0.0; GROUP_MAX_N * MAX_LANES],
+        p: [0.0; GROUP_MAX_N * MAX_LANES],
+        index: [0; GROUP_MAX_N * MAX_LANES],
+        row_z: [0.0; GROUP_MAX_N + MAX_LANES],
+        row_index: [0.0; GROUP_MAX_N + MAX_LANES],
+    };
+
+    /// Copies x − max of the entries of `x[0 .. n]` above `bound`, and
+    /// their positions, to `row_z` and `row_index`, in order. Returns
+    /// their count and the sum of their x − max.
+    ///
+    /// # Safety
+    ///
+    /// `x[0 .. n]` readable, n ≤ [`GROUP_MAX_N`].
+    #[inline(always)]
+    unsafe fn compact<S: SimdF32>(&mut self, s: S, x: *const f32, n: usize, max: f32, bound: f32) -> (usize, f32) {
+        debug_assert!(n <= GROUP_MAX_N);
+        // 0, 1, 2, ... as f32, the lane offsets of the positions.
+        const LANE_OFFSETS: [f32; MAX_LANES] = {
+            let mut offsets = [0.0f32; MAX_LANES];
+            let mut j = 0;
+            while j < MAX_LANES {
+                offsets[j] = j as f32;
+                j += 1;
+            }
+            offsets
+        };
+        let l = S::LANES;
+        let (vb, vm, zero) = (s.splat(bound), s.splat(max), s.splat(0.0));
+        let (row_z, row_index) = (self.row_z.as_mut_ptr(), self.row_index.as_mut_ptr());
+        let mut sum = zero;
+        let (mut i, mut k) = (0, 0);
+        // SAFETY: loads cover x[i .. i + l] with i + l ≤ n, or the tail
+        // x[i .. n]; k ≤ i < n, so each compress writes inside the first
+        // n + MAX_LANES entries.
+        unsafe {
+            let offsets = s.load(LANE_OFFSETS.as_ptr());
+            while i < n {
+                let v = if i + l <= n { s.load(x.add(i)) } else { s.load_tail(x.add(i), n - i, f32::NEG_INFINITY) };
+                let above = s.gt(v, vb);
+                let z = s.sub(v, vm);
+                sum = s.add(sum, s.select(above, z, zero));
+                let count = s.compress(row_z.add(k), above, z);
+                s.compress(row_index.add(k), above, s.add(offsets, s.splat(i as f32)));
+                k += count;
+                i += l;
+            }
+        }
+        (k, s.reduce_add(sum))
+    }
+}
+
+/// Returns the starting state of [`alpha_lanes`]: the bracket and start of
+/// [`AlphaSolve::new`] per lane, from each lane's candidate count `k` and
+/// the sum of their x − max, with ln and exp in vector form.
+#[inline(always)]
+fn lanes_start<S: SimdF32, const NEAR_ONE: bool>(
+    s: S,
+    k: &[usize; MAX_LANES],
+    z_sum: &[f32; MAX_LANES],
+    done: &[f32; MAX_LANES],
+    a: f32,
+) -> LaneState<S> {
+    let mut k_f32 = [1.0f32; MAX_LANES];
+    for (kf, &kg) in k_f32.iter_mut().zip(k) {
+        *kf = kg.max(1) as f32;
+    }
+    // SAFETY: the arrays have MAX_LANES ≥ LANES entries.
+    let (vk, vz, vdone) = unsafe { (s.load(k_f32.as_ptr()), s.load(z_sum.as_ptr()), s.load(done.as_ptr())) };
+    let (one, va, inv_a) = (s.splat(1.0), s.splat(a), s.splat(1.0 / a));
+    // In the threshold form the bracket is [0 − 1/a, c_hi − 1/a]. The
+    // same f32 1/a on both sides makes c_hi = 1/a give exactly 0.
+    let offset = s.splat(if NEAR_ONE { 0.0 } else { -(1.0 / a) });
+    let ln_k = ln(s, vk);
+    // c ≤ (1 − k^(−a))/a ≤ min(ln k, 1/a), as in AlphaSolve::new. The
+    // vector ln is off by a few ulp, so ln k is raised by 2e-6 relative,
+    // more than that error and the rounding of the sum below; ln 1 = 0
+    // stays exact.
+    let c_hi = s.min(s.mul(ln_k, s.splat(1.0 + 2e-6)), inv_a);
+    let (lo, hi) = (offset, s.add(c_hi, offset));
+    // The start of AlphaSolve::new: c = z̄ − expm1(−a·ln k)/a, with expm1
+    // from its Taylor series where exp(t) − 1 would cancel.
+    let t = s.mul(s.sub(s.splat(0.0), va), ln_k);
+    let series = s.mul(t, s.fma(t, s.fma(t, s.splat(1.0 / 6.0), s.splat(0.5)), one));
+    let em1 = s.select(s.lt(s.abs(t), s.splat(1e-3)), series, s.sub(exp(s, t), one));
+    let start = s.add(s.sub(s.div(vz, vk), s.mul(em1, inv_a)), offset);
+    let theta = s.select(s.gt(start, lo), s.select(s.lt(start, hi), start, lo), lo);
+    LaneState { theta, lo, hi, last_f: s.splat(f32::INFINITY), done: vdone }
+}
+
+/// Computes α-entmax of the rows of a block listed in `rows`, at most
+/// `S::LANES` of them as (candidate count, row, row maximum), with
+/// `rows[g]` in lane g of every vector.
+///
+/// The candidates of each row (as in [`AlphaSolve`]) are copied into
+/// `lanes` with their x − max, and the iteration of [`alpha_row`] runs on
+/// all lanes at once: same start, bracket, Halley and bisection steps and
+/// stopping rule, with selects in place of branches. A lane that has
+/// stopped keeps its θ while the others go on, so its sums do not change.
+/// A pass is then `K` vector evaluations, for the largest candidate count
+/// K of the group, with no horizontal reduction, where the per-row
+/// iteration waits on the reductions of each pass.
+///
+/// The output is p at the last θ divided by Σp, which is summed again with
+/// compensation, so that the written row sums to 1 within the rounding of
+/// its products.
+///
+/// # Safety
+///
+/// As for [`alpha_rows`], for these rows. Each row passed
+/// [`row_max_or_policy`] with the given maximum, and `block.n` ≤
+/// [`GROUP_MAX_N`].
+#[inline(always)]
+unsafe fn alpha_lanes<S: SimdF32, const NEAR_ONE: bool>(
+    s: S,
+    block: Rows,
+    rows: &[(usize, usize, f32)],
+    alpha: f32,
+    lanes: &mut LaneScratch,
+) {
+    let (l, n, count) = (S::LANES, block.n, rows.len());
+    debug_assert!(count <= l && n <= GROUP_MAX_N);
+    let a = alpha - 1.0;
+    let a64 = a as f64;
+    let mut k = [0usize; MAX_LANES];
+    let mut z_sum = [0.0f32; MAX_LANES];
+    // 1.0 where the lane needs no more passes: the lanes without a row.
+    let mut done = [1.0f32; MAX_LANES];
+    for (g, &(_, row, max)) in rows.iter().enumerate() {
+        // SAFETY: the row is inside the block, and n ≤ GROUP_MAX_N.
+        let (kg, sum) = unsafe { lanes.compact(s, block.x_row(row), n, max, candidate_bound(max, a64)) };
+        // The row maximum is always a candidate, so kg ≥ 1.
+        debug_assert!(kg >= 1);
+        // SAFETY: c < kg ≤ n ≤ GROUP_MAX_N and g < l ≤ MAX_LANES bound
+        // every access.
+        unsafe {
+            for c in 0..kg {
+                *lanes.z.get_unchecked_mut(c * l + g) = *lanes.row_z.get_unchecked(c);
+                *lanes.index.get_unchecked_mut(c * l + g) = *lanes.row_index.get_unchecked(c) as u8;
+            }
+        }
+        (k[g], z_sum[g], done[g]) = (kg, sum, 0.0);
+    }
+    if count == 0 {
+        return;
+    }
+    let width = k[..count].iter().copied().max().unwrap_or(0);
+    // Every lane reads -inf, which gives p = 0, past its candidate count.
+    for (g, &kg) in k.iter().enumerate().take(l) {
+        for c in kg..width {
+            // SAFETY: c < width ≤ GROUP_MAX_N and g < l ≤ MAX_LANES.
+            unsafe { *lanes.z.get_unchecked_mut(c * l + g) = f32::NEG_INFINITY };
+        }
+    }
+
+    let (z, p) = (lanes.z.as_ptr(), lanes.p.as_mut_ptr());
+    // SAFETY: the arrays have MAX_LANES ≥ l entries, and the scratch
+    // has width·l ≤ GROUP_MAX_N·MAX_LANES entries.
+    let sum = unsafe {
+        let mut state = lanes_start::<S, NEAR_ONE>(s, &k, &z_sum, &done, a);
         for _ in 0..MAX_PASSES {
-            // All passes first and then all updates: each has a long
-            // dependency chain, and only this order puts the chains of
-            // several rows into the core's instruction window together.
-            let mut sums = [(0.0f32, 0.0f32, 0.0f32); GROUP_ROWS];
-            for g in 0..GROUP_ROWS {
-                if let (true, Some(solve)) = (open[g], solves[g].as_ref()) {
-                    // SAFETY: `new` left the row's candidates.
-                    sums[g] = unsafe { solve.pass::<S, NEAR_ONE>(s) };
-                }
-            }
-            for g in 0..GROUP_ROWS {
-                if let (true, Some(solve)) = (open[g], solves[g].as_mut()) {
-                    open[g] = !solve.update(s, sums[g]);
-                }
-            }
-            if !open.iter().any(|&o| o) {
+            let sums = lanes_pass::<S, NEAR_ONE>(s, z, p, width, a, state.theta);
+            if !lanes_update(s, &mut state, sums, a) {
                 break;
             }
         }
-        for solve in solves.iter().flatten() {
-            // SAFETY: the row's output is writable.
-            unsafe { solve.write::<S, NEAR_ONE>(s) };
+        lanes_sum(s, p, width)
+    };
+
+    let mut sums = [0.0f32; MAX_LANES];
+    s.to_array(sum, &mut sums);
+    for (g, &(_, row, _)) in rows.iter().enumerate() {
+        let y = block.y_row(row);
+        let r = 1.0 / sums[g];
+        // SAFETY: the output row is writable, each index is below n, and
+        // c < k[g] ≤ GROUP_MAX_N with g < l bounds the scratch accesses.
+        // Every input row of the group was read above, so an in-place
+        // row may be overwritten now.
+        unsafe {
+            fill(s, y, n, 0.0);
+            for c in 0..k[g] {
+                let at = *lanes.index.get_unchecked(c * l + g) as usize;
+                debug_assert!(at < n);
+                *y.add(at) = *lanes.p.get_unchecked(c * l + g) * r;
+            }
         }
-        r += count;
     }
+}
+
+/// Per-lane state of [`alpha_lanes`], the fields of [`AlphaSolve`] as
+/// vectors.
+struct LaneState<S: SimdF32> {
+    theta: S::V,
+    lo: S::V,
+    hi: S::V,
+    /// |Σp − 1| of the previous pass.
+    last_f: S::V,
+    /// 1 where the lane has stopped, else 0.
+    done: S::V,
+}
+
+/// One pass of [`alpha_pass`] on every lane: evaluates candidates
+/// `0 .. width` of `z` at the per-lane `theta`, stores each p to `p`, and
+/// returns the per-lane (Σ p, Σ p/v, Σ p/v²).
+///
+/// # Safety
+///
+/// `z[0 .. width·LANES]` readable, `p[0 .. width·LANES]` writable.
+#[inline(always)]
+unsafe fn lanes_pass<S: SimdF32, const NEAR_ONE: bool>(
+    s: S,
+    z: *const f32,
+    p: *mut f32,
+    width: usize,
+    a: f32,
+    theta: S::V,
+) -> (S::V, S::V, S::V) {
+    let l = S::LANES;
+    let zero = s.splat(0.0);
+    // z already is x − max, so the max of alpha_eval is 0.
+    let consts = (zero, theta, s.splat(a), s.splat(1.0 / a));
+    // Two sets of sums halve the dependency chains of the additions.
+    let (mut p0, mut d0, mut e0, mut p1, mut d1, mut e1) = (zero, zero, zero, zero, zero, zero);
+    let mut c = 0;
+    // SAFETY: c + 1 < width or c < width bounds every access.
+    unsafe {
+        while c + 2 <= width {
+            let (pa, da, ea) = alpha_eval::<S, NEAR_ONE>(s, s.load(z.add(c * l)), consts);
+            let (pb, db, eb) = alpha_eval::<S, NEAR_ONE>(s, s.load(z.add((c + 1) * l)), consts);
+            s.store(p.add(c * l), pa);
+            s.store(p.add((c + 1) * l), pb);
+            (p0, d0, e0) = (s.add(p0, pa), s.add(d0, da), s.add(e0, ea));
+            (p1, d1, e1) = (s.add(p1, pb), s.add(d1, db), s.add(e1, eb));
+            c += 2;
+        }
+        if c < width {
+            let (pa, da, ea) = alpha_eval::<S, NEAR_ONE>(s, s.load(z.add(c * l)), consts);
+            s.store(p.add(c * l), pa);
+            (p0, d0, e0) = (s.add(p0, pa), s.add(d0, da), s.add(e0, ea));
+        }
+    }
+    (s.add(p0, p1), s.add(d0, d1), s.add(e0, e1))
+}
+
+/// [`AlphaSolve::update`] on every lane that has not stopped. Returns
+/// whether any lane goes on.
+#[inline(always)]
+fn lanes_update<S: SimdF32>(s: S, state: &mut LaneState<S>, sums: (S::V, S::V, S::V), a: f32) -> bool {
+    let (sum, slope, curvature) = sums;
+    let (one, two, va) = (s.splat(1.0), s.splat(2.0), s.splat(a));
+    let theta = state.theta;
+    let f = s.sub(sum, one);
+    let f_abs = s.abs(f);
+
+    let above = s.gt(f, s.splat(0.0));
+    let (lo, hi) = (s.select(above, theta, state.lo), s.select(above, state.hi, theta));
+
+    // The Halley steps of AlphaSolve::update, on h = (Σp)^a − 1 while
+    // |f| ≥ 0.01 and on f after.
+    let power = exp(s, s.mul(va, ln(s, sum)));
+    let slope2 = s.mul(slope, slope);
+    let h = s.sub(power, one);
+    let one_minus_a = s.splat(1.0 - a);
+    let second = s.add(s.mul(s.splat(a - 1.0), slope2), s.mul(s.mul(sum, one_minus_a), curvature));
+    let halley_h = s.div(
+        s.mul(s.mul(s.mul(two, h), sum), slope),
+        s.sub(s.mul(s.mul(s.mul(two, va), power), slope2), s.mul(h, second)),
+    );
+    let halley_f = s.div(s.mul(s.mul(two, f), slope), s.sub(s.mul(two, slope2), s.mul(s.mul(f, one_minus_a), curvature)));
+    let stepped = s.add(theta, s.select(s.lt(f_abs, s.splat(0.01)), halley_f, halley_h));
+
+    // Bisect unless the step lands strictly inside the bracket and |f| at
+    // least halved; the conditions are nested selects because masks have
+    // no `and`.
+    let mid = s.mul(s.splat(0.5), s.add(lo, hi));
+    let halved = s.select(s.gt(f_abs, s.mul(s.splat(0.5), state.last_f)), mid, stepped);
+    let next = s.select(s.gt(stepped, lo), s.select(s.lt(stepped, hi), halved, mid), mid);
+
+    let eps = s.splat(2.0 * f32::EPSILON);
+    let wide = s.gt(s.sub(hi, lo), s.mul(eps, s.max(s.abs(hi), s.abs(lo))));
+    let moved = s.mask_or(s.gt(next, theta), s.lt(next, theta));
+    let unconverged = s.gt(f_abs, s.splat(CONVERGED));
+    // stop = converged | narrow | next == θ, as 1.0 for true.
+    let stop = s.select(unconverged, s.select(wide, s.select(moved, s.splat(0.0), one), one), one);
+    let done = s.max(state.done, stop);
+    let stopped = s.gt(done, s.splat(0.5));
+
+    state.lo = lo;
+    state.hi = hi;
+    state.last_f = f_abs;
+    state.theta = s.select(stopped, theta, next);
+    state.done = done;
+    s.mask_any(s.lt(done, s.splat(0.5)))
+}
+
+/// Returns the per-lane Σp of `p[0 .. width·LANES]`, with Kahan's
+/// compensated summation.
+///
+/// # Safety
+///
+/// `p[0 .. width·LANES]` readable.
+#[inline(always)]
+unsafe fn lanes_sum<S: SimdF32>(s: S, p: *const f32, width: usize) -> S::V {
+    let l = S::LANES;
+    let (mut sum, mut carry) = (s.splat(0.0), s.splat(0.0));
+    for c in 0..width {
+        // SAFETY: c < width.
+        let v = s.sub(unsafe { s.load(p.add(c * l)) }, carry);
+        let t = s.add(sum, v);
+        carry = s.sub(s.sub(t, sum), v);
+        sum = t;
+    }
+    sum
 }

@@ -17,9 +17,11 @@
 //!   aside, then runs a bracketed Halley iteration on the normalizer over
 //!   them, falling back to bisection when a step leaves the bracket or
 //!   stalls, and divides the output by its sum.
-//! - Rows of up to [`GROUP_MAX_N`] elements run [`GROUP_ROWS`] at a time,
+//! - Rows of up to [`GROUP_MAX_N`] elements run several at a time,
 //!   because one short row alone leaves the core waiting on the reductions
-//!   of each pass.
+//!   of each pass. Sparsemax and entmax-1.5 interleave the passes of
+//!   [`GROUP_ROWS`] rows, and general α puts one row in each lane of a
+//!   vector.
 //!
 //! Non-finite policy shared by all forward bodies: a NaN or +inf anywhere in
 //! the row makes the row NaN; -inf entries get 0; a row that is all -inf
@@ -299,7 +301,7 @@ pub unsafe fn exact_row<S: SimdF32, const SQUARE: bool>(s: S, x: *const f32, y: 
 /// the chains.
 pub const GROUP_ROWS: usize = 8;
 
-/// Maximum row length that runs in groups of [`GROUP_ROWS`]. Longer rows have
+/// Maximum row length that runs in groups of rows. Longer rows have
 /// enough independent vectors in each pass to keep the core busy alone.
 pub const GROUP_MAX_N: usize = 256;
 
