@@ -111,9 +111,12 @@ mod tests {
         for caches in [CacheSizes::FALLBACK, CacheSizes { l1d: 48 << 10, l2: 2 << 20, l3: 105 << 20 }] {
             for (mr, nr) in [(4, 4), (6, 16), (12, 32), (8, 12)] {
                 let b = blocking_for(caches, mr, nr);
-                assert!(b.kc >= 64 && b.kc.is_multiple_of(8), "{b:?}");
-                assert!(b.mc >= mr && b.mc.is_multiple_of(mr), "{b:?}");
-                assert!(b.nc >= nr && b.nc.is_multiple_of(nr), "{b:?}");
+                assert!(b.kc >= 64, "{b:?}");
+                assert!(b.kc.is_multiple_of(8), "{b:?}");
+                assert!(b.mc >= mr, "{b:?}");
+                assert!(b.mc.is_multiple_of(mr), "{b:?}");
+                assert!(b.nc >= nr, "{b:?}");
+                assert!(b.nc.is_multiple_of(nr), "{b:?}");
             }
         }
     }

@@ -373,7 +373,7 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
         let j1 = (range.end * SKINNY_STRIP).min(p.n);
         let (a, rs_b, c_strip) = (a_km as *const f32, p.b.rs as usize, c.get());
         // parallel_for runs at most `workers` ranges at once, so a buffer
-        // is always free.
+        // is always free. The allocation below only guards that invariant.
         let mut block = blocks.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
         if block.len() < block_len {
             block = vec![0.0; block_len];

@@ -495,15 +495,15 @@ unsafe fn count_above<S: SimdF32>(s: S, x: *const f32, n: usize, bound: f32) -> 
 
 /// Stack storage of the candidates of up to [`MAX_LANES`] rows of at most
 /// [`GROUP_MAX_N`] elements in structure-of-arrays layout: entry
-/// `c·LANES + g` is candidate c of lane g, so that one vector holds
+/// `c·LANES + g` is candidate c of lane g, so that one vector contains
 /// candidate c of every row of the group. 36 KiB.
 struct LaneScratch {
     /// x − max of each candidate, -inf past the lane's candidate count.
     z: [f32; GROUP_MAX_N * MAX_LANES],
     /// p of each candidate at the latest θ.
     p: [f32; GROUP_MAX_N * MAX_LANES],
-    /// Position of each candidate in its row; below [`GROUP_MAX_N`] = 256,
-    /// so a u8 holds it.
+    /// Position of each candidate in its row. It is below
+    /// [`GROUP_MAX_N`] = 256, so it fits in a u8.
     index: [u8; GROUP_MAX_N * MAX_LANES],
     /// x − max and position (as f32, exact) of one row's candidates, with
     /// [`MAX_LANES`] entries of slack for the full vector stores of

@@ -240,10 +240,10 @@ pub const fn skinny_rows_a_len(m: usize, k: usize) -> usize {
 ///
 /// # Safety
 ///
-/// `a` addresses `skinny_rows_a_len(m, k)` readable f32; `b[p * rs_b + j]`
-/// is readable for `p < k`, `j < n`; `c[i * rs_c + j]` is readable and
-/// writable for `i < m`, `j < n`; `block` is writable over
-/// `m · (block_cols + SKINNY_BLOCK_PAD)` f32; none of them overlap.
+/// `a` addresses `skinny_rows_a_len(m, k)` readable f32, and
+/// `b[p * rs_b + j]` is readable for `p < k`, `j < n`. `c[i * rs_c + j]` is
+/// readable and writable for `i < m`, `j < n`, and `block` is writable over
+/// `m · (block_cols + SKINNY_BLOCK_PAD)` f32. None of them overlap.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
@@ -286,10 +286,10 @@ pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
                     let mut bv = [zero; P];
                     for (q, slot) in bv.iter_mut().enumerate().take(pb) {
                         *slot = load_part_elem(s, b.add((p + q) * rs_b + j0 + jv), nl);
-                        // The hardware prefetcher follows the rows being read,
-                        // not the next step's rows, which start only after a
-                        // whole block of columns; asking for those into L2
-                        // one step early hides that miss. Never faults.
+                        // The hardware prefetcher follows the rows being read
+                        // but not the next step's rows, which start only after
+                        // a whole block of columns. Requesting those into L2
+                        // one step early hides that miss. It never faults.
                         s.prefetch_l2(b.wrapping_add((p + q + P) * rs_b + j0 + jv).cast());
                     }
                     let c_col = block.add(jv);
@@ -436,7 +436,7 @@ pub unsafe fn skinny_dots<S: SimdF32, E: KvElem, const R: usize>(
     }
 }
 
-/// One block of [`skinny_dots`]: the R × CJ dot products of rows
+/// Computes one block of [`skinny_dots`]: the R × CJ dot products of rows
 /// `i0 .. i0 + R` of A with the columns `cols` of B, stored at columns
 /// `j0 .. min(j0 + CJ, n)` of C. Entries of `cols` past the edge repeat the
 /// last valid column, and their results are discarded.

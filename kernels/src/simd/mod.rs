@@ -350,7 +350,7 @@ mod tests {
     fn check_reduce_add_lanes<S: SimdF32>(s: S) {
         let l = S::LANES;
         for count in 0..=l {
-            // Row i holds 100·i + j in lane j, so its sum is exact in f32.
+            // Row i has 100·i + j in lane j, so its sum is exact in f32.
             let values: Vec<f32> = (0..l * l).map(|x| (100 * (x / l) + x % l) as f32).collect();
             let rows: Vec<S::V> = (0..count).map(|i| vector(s, &values[i * l..])).collect();
             let got = lanes(s, s.reduce_add_lanes(&rows));
