@@ -409,6 +409,28 @@ macro_rules! isa_suite {
             }
 
             #[test]
+            fn mixed_skinny_shapes() {
+                on_isa(ISA, || {
+                    // Half-precision B in both skinny forms, around the
+                    // vector steps of every ISA (8 to 32 columns per step)
+                    // and the 8-row depth blocks of the row form.
+                    for m in [1usize, 2, 3, 4, 8, 16] {
+                        for n in [17usize, 31, 32, 33, 69, 300] {
+                            for k in [1usize, 7, 8, 9, 17, 64] {
+                                run_half_skinny_case((m * 10_000 + n * 100 + k) as u64, (m, n, k));
+                                assert_ran(ISA);
+                            }
+                        }
+                    }
+                    // Wider than one block of C of the row form: 4096
+                    // columns at 16 rows and 65536 at 1 row on a 1 MiB L2.
+                    run_half_skinny_case(1, (16, 4200, 9));
+                    run_half_skinny_case(2, (1, 66_000, 3));
+                    assert_ran(ISA);
+                });
+            }
+
+            #[test]
             fn mixed_precision_matches() {
                 on_isa(ISA, || {
                     for (seed, shape) in [(1u64, (13usize, 45usize, 37usize)), (2, (3, 200, 64)), (3, (70, 33, 300))] {
@@ -429,6 +451,73 @@ isa_suite!(scalar => Isa::Scalar, avx2 => Isa::Avx2, avx512 => Isa::Avx512, neon
 /// is off by at most (u_a + u_b + u_a·u_b)·|a||b|, on top of the f32 bound.
 fn mixed_tolerance(u_a: f64, u_b: f64, k: usize, scale: f64) -> f64 {
     ((u_a + u_b + u_a * u_b) + (k as f64 + 4.0) * EPS) * scale + 1e-30
+}
+
+/// Runs a skinny product with f16 or bf16 B, stored row-major (the row
+/// form) or column-major (the dot form), against f32 and bf16 A, with
+/// alpha = 1, beta = 0 and with alpha = -0.75, beta = 0.5 on random C. The
+/// inputs are exact in their types, so the f32 bound of the module comment
+/// holds against the reference on the widened values.
+fn run_half_skinny_case(seed: u64, (m, n, k): (usize, usize, usize)) {
+    let mut rng = Rng::new(seed);
+    let a = rng.vec(m * k, -1.0, 1.0);
+    let b = rng.vec(k * n, -1.0, 1.0);
+    let c0 = rng.vec(m * n, -1.0, 1.0);
+    let a_bf: Vec<bf16> = a.iter().map(|&x| bf16::from_f32(x)).collect();
+    let a_bf_wide: Vec<f32> = a_bf.iter().map(|x| x.to_f32()).collect();
+    let b_bf: Vec<bf16> = b.iter().map(|&x| bf16::from_f32(x)).collect();
+    let b_h: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
+    let b_bf_wide: Vec<f32> = b_bf.iter().map(|x| x.to_f32()).collect();
+    let b_h_wide: Vec<f32> = b_h.iter().map(|x| x.to_f32()).collect();
+
+    let check = |what: &str, c: &[f32], a_wide: &[f32], b_wide: &[f32], (rs_b, cs_b): (usize, usize), alpha: f32, beta: f32| {
+        let fa = |i: usize, p: usize| a_wide[i * k + p] as f64;
+        let fb = |p: usize, j: usize| b_wide[p * rs_b + j * cs_b] as f64;
+        let want = reference::gemm(m, n, k, alpha as f64, fa, fb, beta as f64, |i, j| c0[i * n + j] as f64);
+        let scale = reference::abs_product(m, n, k, fa, fb);
+        for idx in 0..m * n {
+            let bound = alpha.abs() as f64 * scale[idx] + beta.abs() as f64 * (c0[idx] as f64).abs();
+            let tol = (k as f64 + 4.0) * EPS * bound + 1e-30;
+            let got = c[idx] as f64;
+            assert!(
+                (got - want[idx]).abs() <= tol,
+                "{what} C[{idx}]: got {got:e}, want {:e}, tol {tol:e}, m={m} n={n} k={k} alpha={alpha} beta={beta}",
+                want[idx]
+            );
+        }
+    };
+
+    for (alpha, beta) in [(1.0f32, 0.0f32), (-0.75, 0.5)] {
+        for (layout, strides) in [("row-major", (n, 1)), ("column-major", (1, k))] {
+            // B in the chosen layout: element (p, j) at p * rs_b + j * cs_b.
+            let place = |wide: &[f32], out_len: usize| {
+                let mut out = vec![0.0f32; out_len];
+                for p in 0..k {
+                    for j in 0..n {
+                        out[p * strides.0 + j * strides.1] = wide[p * n + j];
+                    }
+                }
+                out
+            };
+            let bf_placed: Vec<bf16> = place(&b_bf_wide, k * n).iter().map(|&x| bf16::from_f32(x)).collect();
+            let h_placed: Vec<f16> = place(&b_h_wide, k * n).iter().map(|&x| f16::from_f32(x)).collect();
+            let bf_wide_placed = place(&b_bf_wide, k * n);
+            let h_wide_placed = place(&b_h_wide, k * n);
+            let (rs_b, cs_b) = strides;
+
+            let mut c = c0.clone();
+            mlak::gemm_mixed(m, n, k, alpha, &a, k, 1, &bf_placed, rs_b, cs_b, beta, &mut c, n, 1).unwrap();
+            check(&format!("f32 x bf16 {layout} B"), &c, &a, &bf_wide_placed, strides, alpha, beta);
+
+            let mut c = c0.clone();
+            mlak::gemm_mixed(m, n, k, alpha, &a_bf, k, 1, &bf_placed, rs_b, cs_b, beta, &mut c, n, 1).unwrap();
+            check(&format!("bf16 x bf16 {layout} B"), &c, &a_bf_wide, &bf_wide_placed, strides, alpha, beta);
+
+            let mut c = c0.clone();
+            mlak::gemm_mixed(m, n, k, alpha, &a, k, 1, &h_placed, rs_b, cs_b, beta, &mut c, n, 1).unwrap();
+            check(&format!("f32 x f16 {layout} B"), &c, &a, &h_wide_placed, strides, alpha, beta);
+        }
+    }
 }
 
 /// Runs every pairing of f32, f16 and bf16 for A and B on row-major data.

@@ -49,6 +49,24 @@ pub trait KvElem: Copy {
     /// Widens one element.
     fn to_f32(self) -> f32;
 
+    /// Whether [`load_pairs`](Self::load_pairs) splits elements by parity
+    /// (true) or returns two consecutive vectors (false).
+    const PAIRS_BY_PARITY: bool = false;
+
+    /// Loads `2 · S::LANES` elements from `p` as two f32 vectors: elements
+    /// `0 .. LANES` and `LANES .. 2 · LANES`, or, where
+    /// [`PAIRS_BY_PARITY`](Self::PAIRS_BY_PARITY) is set, the even-indexed
+    /// and the odd-indexed elements in order.
+    ///
+    /// # Safety
+    ///
+    /// `p .. p + 2 · S::LANES` must be readable.
+    #[inline(always)]
+    unsafe fn load_pairs<S: SimdF32>(s: S, p: *const Self) -> (S::V, S::V) {
+        // SAFETY: both halves lie inside the caller's readable range.
+        unsafe { (Self::load(s, p), Self::load(s, p.add(S::LANES))) }
+    }
+
     /// Loads the first `n < S::LANES` elements from `p` as f32 and sets the
     /// other lanes to 0. Never reads past `p + n`.
     ///
@@ -119,6 +137,12 @@ impl KvElem for Bf16Bits {
     #[inline(always)]
     fn to_f32(self) -> f32 {
         f32::from_bits(u32::from(self.0) << 16)
+    }
+    const PAIRS_BY_PARITY: bool = true;
+    #[inline(always)]
+    unsafe fn load_pairs<S: SimdF32>(s: S, p: *const Bf16Bits) -> (S::V, S::V) {
+        // SAFETY: forwarded from the caller; the type is a transparent u16.
+        unsafe { s.load_bf16_pairs(p.cast()) }
     }
 }
 

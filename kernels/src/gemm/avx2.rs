@@ -9,6 +9,7 @@ super::gemm_kernels!(
     ["avx2", "fma", "f16c"],
     tile = 6 x 2,
     dot_rows = 2,
+    row_pairs = true,
     f32_gemm_6x16_avx2,
     f32_gemm_skinny_rows_avx2,
     f32_gemm_skinny_dots_avx2,

@@ -9,6 +9,7 @@ super::gemm_kernels!(
     ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "f16c"],
     tile = 12 x 2,
     dot_rows = 4,
+    row_pairs = true,
     f32_gemm_12x32_avx512,
     f32_gemm_skinny_rows_avx512,
     f32_gemm_skinny_dots_avx512,

@@ -17,7 +17,7 @@
 //! clipped to `m × n`.
 
 use crate::attention::KvElem;
-use crate::simd::SimdF32;
+use crate::simd::{SimdF32, MAX_LANES};
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
@@ -238,6 +238,13 @@ pub const fn skinny_rows_a_len(m: usize, k: usize) -> usize {
 /// is read or written. C is read, so the caller applies beta (writing
 /// zeros for beta = 0) before the call.
 ///
+/// With `PAIRS`, a step covers `2 · LANES` columns through
+/// [`KvElem::load_pairs`], which halves the loads and loop overhead per
+/// byte of a 2-byte B. Where that load splits bf16 by parity, each group of
+/// columns sits in `block` in the same order (even columns, then odd), and
+/// the copies between C and `block` apply the permutation, so the loop
+/// itself never shuffles lanes.
+///
 /// # Safety
 ///
 /// `a` addresses `skinny_rows_a_len(m, k)` readable f32, and
@@ -246,7 +253,7 @@ pub const fn skinny_rows_a_len(m: usize, k: usize) -> usize {
 /// `m · (block_cols + SKINNY_BLOCK_PAD)` f32. None of them overlap.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
+pub unsafe fn skinny_rows<S: SimdF32, E: KvElem, const PAIRS: bool>(
     s: S,
     m: usize,
     n: usize,
@@ -262,6 +269,8 @@ pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
     const P: usize = SKINNY_DEPTH_BLOCK;
     debug_assert!(m >= 1 && block_cols >= 1, "empty skinny block: m = {m}, block_cols = {block_cols}");
     let l = S::LANES;
+    let step = if PAIRS { 2 * l } else { l };
+    let by_parity = PAIRS && E::PAIRS_BY_PARITY;
     let bs = block_cols + SKINNY_BLOCK_PAD;
     let mut j0 = 0;
     while j0 < n {
@@ -269,84 +278,302 @@ pub unsafe fn skinny_rows<S: SimdF32, E: KvElem>(
         for i in 0..m {
             // SAFETY: row i of C is readable at columns j0 .. j0 + jw <= n,
             // and block row i has room for jw <= block_cols floats.
-            unsafe { core::ptr::copy_nonoverlapping(c.add(i * rs_c + j0), block.add(i * bs), jw) };
+            unsafe { copy_block_row::<true>(c.add(i * rs_c + j0), block.add(i * bs), jw, step, by_parity) };
         }
         let mut p = 0;
         while p < k {
             let pb = (k - p).min(P);
             let a_block = a.wrapping_add(p * m);
-            let mut jv = 0;
-            while jv < jw {
-                let nl = (jw - jv).min(l);
-                // SAFETY: B rows p .. p + pb are read at columns
-                // j0 + jv .. + nl <= n only, the block at rows i < m and
-                // columns jv .. jv + nl <= jw, and A inside block p / 8.
-                unsafe {
-                    let zero = s.splat(0.0);
-                    let mut bv = [zero; P];
-                    for (q, slot) in bv.iter_mut().enumerate().take(pb) {
-                        *slot = load_part_elem(s, b.add((p + q) * rs_b + j0 + jv), nl);
-                        // The hardware prefetcher follows the rows being read
-                        // but not the next step's rows, which start only after
-                        // a whole block of columns. Requesting those into L2
-                        // one step early hides that miss. It never faults.
-                        s.prefetch_l2(b.wrapping_add((p + q + P) * rs_b + j0 + jv).cast());
-                    }
-                    let c_col = block.add(jv);
-                    if nl == l {
-                        axpy_rows::<S, true>(s, m, &bv, a_block, c_col, bs, nl);
+            let b_rows = b.wrapping_add(p * rs_b + j0);
+            // Full steps of a full depth block take the branch-free loop;
+            // the rest of the block, and a short last depth block, the
+            // edge steps.
+            let full = if pb == P { jw / step * step } else { 0 };
+            // SAFETY: B rows p .. p + pb are read at columns j0 .. j0 + jw
+            // <= n only, the block at rows i < m and columns below jw, and
+            // A inside block p / 8.
+            unsafe {
+                if full > 0 {
+                    if m == 1 {
+                        rows_full_steps_m1::<S, E, PAIRS>(s, a_block, b_rows, rs_b, block, full);
                     } else {
-                        axpy_rows::<S, false>(s, m, &bv, a_block, c_col, bs, nl);
+                        rows_full_steps::<S, E, PAIRS>(s, m, a_block, b_rows, rs_b, block, bs, full);
                     }
                 }
-                jv += l;
+                let mut jv = full;
+                while jv < jw {
+                    let nl = (jw - jv).min(step);
+                    rows_edge_step::<S, E, PAIRS>(s, m, pb, nl, a_block, b_rows.add(jv), rs_b, block.add(jv), bs);
+                    jv += step;
+                }
             }
             p += pb;
         }
         for i in 0..m {
             // SAFETY: as for the copy in, in the other direction.
-            unsafe { core::ptr::copy_nonoverlapping(block.add(i * bs), c.add(i * rs_c + j0), jw) };
+            unsafe { copy_block_row::<false>(c.add(i * rs_c + j0), block.add(i * bs), jw, step, by_parity) };
         }
         j0 += jw;
     }
 }
 
-/// One step of [`skinny_rows`] for one vector of columns: `C[i, ·] += Σ_q
-/// a[i · 8 + q] · bv[q]` for `i < m`, with row i of C at `c + i · rs_c`
-/// and `nl` lanes (all of them when `FULL`). Entries of `bv` past the depth
-/// are zero, and so are the padded values of A.
+/// Loads one full step of [`skinny_rows`]: `step` columns of the 8 rows of
+/// B from `row0` (row stride `rs_b`), and requests the same columns of the
+/// next 8 rows into L2.
+///
+/// # Safety
+///
+/// `row0 + q · rs_b .. + step` is readable for `q < 8`.
+#[inline(always)]
+unsafe fn load_rows_step<S: SimdF32, E: KvElem, const PAIRS: bool>(
+    s: S,
+    row0: *const E,
+    rs_b: usize,
+) -> [[S::V; 2]; SKINNY_DEPTH_BLOCK] {
+    const P: usize = SKINNY_DEPTH_BLOCK;
+    let step = if PAIRS { 2 * S::LANES } else { S::LANES };
+    // One L2 request per 64-byte line of each row's step, and at least one.
+    let lines = (step * core::mem::size_of::<E>()).div_ceil(64);
+    let zero = s.splat(0.0);
+    let mut bv = [[zero; 2]; P];
+    for (q, slot) in bv.iter_mut().enumerate() {
+        // SAFETY: the caller guarantees the step of row q is readable.
+        unsafe {
+            let row = row0.add(q * rs_b);
+            *slot = if PAIRS {
+                let (x, y) = E::load_pairs(s, row);
+                [x, y]
+            } else {
+                [E::load(s, row), zero]
+            };
+        }
+        // The hardware prefetcher follows the rows being read but not the
+        // next depth block's rows, which start only after a whole block of
+        // columns. Requesting those into L2 one step early hides that miss.
+        // Prefetching never faults.
+        let ahead = row0.wrapping_add((q + P) * rs_b).cast::<u8>();
+        for line in 0..lines {
+            s.prefetch_l2(ahead.wrapping_add(line * 64));
+        }
+    }
+    bv
+}
+
+/// Runs the full steps of one full depth block of [`skinny_rows`] over
+/// columns `0 .. cols` (a multiple of the step) for `m` rows of C.
+///
+/// # Safety
+///
+/// As for [`load_rows_step`] over those columns, with `a[0 .. 8m]`
+/// readable and `block + i · bs .. + cols` readable and writable for
+/// `i < m`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_full_steps<S: SimdF32, E: KvElem, const PAIRS: bool>(
+    s: S,
+    m: usize,
+    a: *const f32,
+    b_rows: *const E,
+    rs_b: usize,
+    block: *mut f32,
+    bs: usize,
+    cols: usize,
+) {
+    let l = S::LANES;
+    let step = if PAIRS { 2 * l } else { l };
+    let mut jv = 0;
+    while jv < cols {
+        // SAFETY: forwarded contract, at columns jv .. jv + step <= cols.
+        unsafe {
+            let bv = load_rows_step::<S, E, PAIRS>(s, b_rows.add(jv), rs_b);
+            // The block of C lives in L2, so its next step is requested
+            // into L1 while this one is computed. Prefetching never faults.
+            let next = block.wrapping_add(jv + step).cast::<u8>();
+            for i in 0..m {
+                for line in 0..(step * 4).div_ceil(64) {
+                    s.prefetch(next.wrapping_add(i * bs * 4 + line * 64));
+                }
+            }
+            axpy_rows::<S, PAIRS, true>(s, m, &bv, a, block.add(jv), bs, [l, l]);
+        }
+        jv += step;
+    }
+}
+
+/// [`rows_full_steps`] for one row of C: its 8 values of A stay in
+/// registers across the columns, which the compiler cannot arrange itself
+/// because stores to the block might alias A.
+///
+/// # Safety
+///
+/// As for [`rows_full_steps`] with `m = 1`.
+#[inline(always)]
+unsafe fn rows_full_steps_m1<S: SimdF32, E: KvElem, const PAIRS: bool>(
+    s: S,
+    a: *const f32,
+    b_rows: *const E,
+    rs_b: usize,
+    block: *mut f32,
+    cols: usize,
+) {
+    const P: usize = SKINNY_DEPTH_BLOCK;
+    let l = S::LANES;
+    let step = if PAIRS { 2 * l } else { l };
+    let vectors = if PAIRS { 2 } else { 1 };
+    let mut av = [s.splat(0.0); P];
+    for (q, slot) in av.iter_mut().enumerate() {
+        // SAFETY: a[0 .. 8] is readable by the caller's contract.
+        *slot = s.splat(unsafe { *a.add(q) });
+    }
+    let mut jv = 0;
+    while jv < cols {
+        // SAFETY: forwarded contract, at columns jv .. jv + step <= cols.
+        unsafe {
+            let bv = load_rows_step::<S, E, PAIRS>(s, b_rows.add(jv), rs_b);
+            for v in 0..vectors {
+                let cv = block.add(jv + v * l);
+                let mut even = s.load(cv);
+                let mut odd = s.mul(av[1], bv[1][v]);
+                for q in (2..P).step_by(2) {
+                    even = s.fma(av[q], bv[q][v], even);
+                    odd = s.fma(av[q + 1], bv[q + 1][v], odd);
+                }
+                even = s.fma(av[0], bv[0][v], even);
+                s.store(cv, s.add(even, odd));
+            }
+        }
+        jv += step;
+    }
+}
+
+/// One edge step of [`skinny_rows`]: `nl <= step` columns of `pb <= 8`
+/// rows of B from `row0`, read with masked tails, added into `m` rows of
+/// the block at `c`.
+///
+/// # Safety
+///
+/// `row0 + q · rs_b .. + nl` is readable for `q < pb`, `a[0 .. 8m]` is
+/// readable, and `c + i · bs .. + nl` is readable and writable for `i < m`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_edge_step<S: SimdF32, E: KvElem, const PAIRS: bool>(
+    s: S,
+    m: usize,
+    pb: usize,
+    nl: usize,
+    a: *const f32,
+    row0: *const E,
+    rs_b: usize,
+    c: *mut f32,
+    bs: usize,
+) {
+    let l = S::LANES;
+    let step = if PAIRS { 2 * l } else { l };
+    // Lanes of the first vector; the second holds the rest.
+    let first = if PAIRS && E::PAIRS_BY_PARITY { nl.div_ceil(2) } else { nl.min(l) };
+    let zero = s.splat(0.0);
+    let mut bv = [[zero; 2]; SKINNY_DEPTH_BLOCK];
+    // SAFETY: forwarded contract.
+    unsafe {
+        for (q, slot) in bv.iter_mut().enumerate().take(pb) {
+            let row = row0.add(q * rs_b);
+            *slot = if PAIRS { load_pairs_part(s, row, nl) } else { [load_part_elem(s, row, nl), zero] };
+        }
+        if nl == step {
+            axpy_rows::<S, PAIRS, true>(s, m, &bv, a, c, bs, [l, l]);
+        } else {
+            axpy_rows::<S, PAIRS, false>(s, m, &bv, a, c, bs, [first, nl - first]);
+        }
+    }
+}
+
+/// Copies `jw` columns of one row between C and [`skinny_rows`]'s block:
+/// into the block when `IN`, out of it otherwise. With `by_parity`, each
+/// group of `step` columns (the last one possibly shorter) sits in the
+/// block as its even columns followed by its odd ones.
+///
+/// # Safety
+///
+/// `c .. c + jw` and `block .. block + jw` are valid for the copy's
+/// direction and do not overlap.
+#[inline(always)]
+unsafe fn copy_block_row<const IN: bool>(c: *mut f32, block: *mut f32, jw: usize, step: usize, by_parity: bool) {
+    // SAFETY: every index below is under jw; the ranges are the caller's.
+    unsafe {
+        if !by_parity {
+            if IN {
+                core::ptr::copy_nonoverlapping(c, block, jw);
+            } else {
+                core::ptr::copy_nonoverlapping(block, c, jw);
+            }
+            return;
+        }
+        let mut g0 = 0;
+        while g0 < jw {
+            let g = (jw - g0).min(step);
+            let odd_start = g0 + g.div_ceil(2);
+            for t in 0..g {
+                let slot = if t % 2 == 0 { g0 + t / 2 } else { odd_start + t / 2 };
+                if IN {
+                    *block.add(slot) = *c.add(g0 + t);
+                } else {
+                    *c.add(g0 + t) = *block.add(slot);
+                }
+            }
+            g0 += step;
+        }
+    }
+}
+
+/// One step of [`skinny_rows`] for one step of columns: `C[i, ·] += Σ_q
+/// a[i · 8 + q] · bv[q]` for `i < m`, with row i of C at `c + i · rs_c`.
+/// The step's columns are `lanes[0]` lanes of the first vector of each
+/// `bv[q]`, stored from `c`, then, with `PAIRS`, `lanes[1]` lanes of the
+/// second, stored right after them. `FULL` means both are `LANES`. Entries
+/// of `bv` past the depth are zero, and so are the padded values of A.
 ///
 /// # Safety
 ///
 /// `a[0 .. 8m]` is readable, and `c + i · rs_c` is readable and writable
-/// over `nl` values for `i < m`.
+/// over `lanes[0] + lanes[1]` values (`lanes[0]` without `PAIRS`) for
+/// `i < m`.
 #[inline(always)]
-unsafe fn axpy_rows<S: SimdF32, const FULL: bool>(
+unsafe fn axpy_rows<S: SimdF32, const PAIRS: bool, const FULL: bool>(
     s: S,
     m: usize,
-    bv: &[S::V; SKINNY_DEPTH_BLOCK],
+    bv: &[[S::V; 2]; SKINNY_DEPTH_BLOCK],
     a: *const f32,
     c: *mut f32,
     rs_c: usize,
-    nl: usize,
+    lanes: [usize; 2],
 ) {
+    let vectors = if PAIRS { 2 } else { 1 };
     // SAFETY: forwarded contract.
     unsafe {
         for i in 0..m {
             let ci = c.add(i * rs_c);
             let ai = a.add(i * SKINNY_DEPTH_BLOCK);
-            // Two partial sums halve the dependent FMA chain.
-            let mut even = if FULL { s.load(ci) } else { s.load_tail(ci, nl, 0.0) };
-            let mut odd = s.splat(0.0);
-            for q in (0..SKINNY_DEPTH_BLOCK).step_by(2) {
-                even = s.fma(s.splat(*ai.add(q)), bv[q], even);
-                odd = s.fma(s.splat(*ai.add(q + 1)), bv[q + 1], odd);
+            let cv = [ci, ci.add(lanes[0])];
+            // Two partial sums per vector halve the dependent FMA chain.
+            let mut even = [s.splat(0.0); 2];
+            let mut odd = [s.splat(0.0); 2];
+            for v in 0..vectors {
+                even[v] = if FULL || lanes[v] == S::LANES { s.load(cv[v]) } else { s.load_tail(cv[v], lanes[v], 0.0) };
             }
-            let out = s.add(even, odd);
-            if FULL {
-                s.store(ci, out);
-            } else {
-                s.store_tail(ci, nl, out);
+            for q in (0..SKINNY_DEPTH_BLOCK).step_by(2) {
+                let (a0, a1) = (s.splat(*ai.add(q)), s.splat(*ai.add(q + 1)));
+                for v in 0..vectors {
+                    even[v] = s.fma(a0, bv[q][v], even[v]);
+                    odd[v] = s.fma(a1, bv[q + 1][v], odd[v]);
+                }
+            }
+            for v in 0..vectors {
+                let out = s.add(even[v], odd[v]);
+                if FULL || lanes[v] == S::LANES {
+                    s.store(cv[v], out);
+                } else {
+                    s.store_tail(cv[v], lanes[v], out);
+                }
             }
         }
     }
@@ -367,6 +594,30 @@ unsafe fn load_part_elem<S: SimdF32, E: KvElem>(s: S, p: *const E, nl: usize) ->
         } else {
             E::load_tail(s, p, nl)
         }
+    }
+}
+
+/// Loads `nl <= 2 · LANES` elements of type `E` from `p` as the two
+/// vectors of [`KvElem::load_pairs`], with the lanes of elements past `nl`
+/// set to 0. Never reads past `p + nl`.
+///
+/// # Safety
+///
+/// `p .. p + nl` is readable.
+#[inline(always)]
+unsafe fn load_pairs_part<S: SimdF32, E: KvElem>(s: S, p: *const E, nl: usize) -> [S::V; 2] {
+    debug_assert!(nl <= 2 * S::LANES, "{nl} elements exceed two vectors");
+    // SAFETY: forwarded contract; `buf` has room for 2 · MAX_LANES >= nl
+    // elements.
+    unsafe {
+        let (x, y) = if nl == 2 * S::LANES {
+            E::load_pairs(s, p)
+        } else {
+            let mut buf = [E::ZERO; 2 * MAX_LANES];
+            core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), nl);
+            E::load_pairs(s, buf.as_ptr())
+        };
+        [x, y]
     }
 }
 
@@ -424,12 +675,12 @@ pub unsafe fn skinny_dots<S: SimdF32, E: KvElem, const R: usize>(
         while i0 < full {
             // SAFETY: rows i0 .. i0 + R and the columns in `cols` are inside
             // the product, by the caller's contract.
-            unsafe { dots_tile::<S, E, R, CJ>(s, i0, cols, j0, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c) };
+            unsafe { dots_tile::<S, E, R, CJ>(s, i0 == 0, i0, cols, j0, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c) };
             i0 += R;
         }
         while i0 < m {
             // SAFETY: as above, for row i0.
-            unsafe { dots_tile::<S, E, 1, CJ>(s, i0, cols, j0, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c) };
+            unsafe { dots_tile::<S, E, 1, CJ>(s, i0 == 0, i0, cols, j0, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c) };
             i0 += 1;
         }
         j0 += CJ;
@@ -449,6 +700,7 @@ pub unsafe fn skinny_dots<S: SimdF32, E: KvElem, const R: usize>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn dots_tile<S: SimdF32, E: KvElem, const R: usize, const CJ: usize>(
     s: S,
+    prefetch_next: bool,
     i0: usize,
     cols: [usize; CJ],
     j0: usize,
@@ -466,7 +718,10 @@ unsafe fn dots_tile<S: SimdF32, E: KvElem, const R: usize, const CJ: usize>(
     let l = S::LANES;
     let zero = s.splat(0.0);
     let mut acc = [[zero; CJ]; R];
+    // Vector steps per 64-byte line of a column of B.
+    let steps_per_line = (64 / (l * core::mem::size_of::<E>())).max(1);
     let mut p = 0;
+    let mut it = 0;
     // SAFETY: every load reads k-range p .. p + l (p + l <= k) or the tail
     // p .. k of a valid row of A or column of B.
     unsafe {
@@ -475,6 +730,17 @@ unsafe fn dots_tile<S: SimdF32, E: KvElem, const R: usize, const CJ: usize>(
             for (q, slot) in bv.iter_mut().enumerate() {
                 *slot = E::load(s, b.add(cols[q] * cs_b + p));
             }
+            // The hardware prefetcher starts late on each new run of CJ
+            // columns, which at 2 bytes per element is only a few KiB
+            // long. Requesting the next run's lines into L2 one block of
+            // columns early hides that start. The first row block of a
+            // column block issues the requests; prefetching never faults.
+            if prefetch_next && it % steps_per_line == 0 {
+                for &col in &cols {
+                    s.prefetch_l2(b.wrapping_add((col + CJ) * cs_b + p).cast());
+                }
+            }
+            it += 1;
             for (r, row) in acc.iter_mut().enumerate() {
                 let av = s.load(a.add((i0 + r) * k + p));
                 for (q, lane) in row.iter_mut().enumerate() {
@@ -518,7 +784,7 @@ unsafe fn dots_tile<S: SimdF32, E: KvElem, const R: usize, const CJ: usize>(
 macro_rules! gemm_kernels {
     (
         $token:ty, [$($feature:literal),*], tile = $mr:literal x $nv:literal,
-        dot_rows = $dot_rows:literal, $tile:ident, $rows:ident, $dots:ident,
+        dot_rows = $dot_rows:literal, row_pairs = $row_pairs:literal, $tile:ident, $rows:ident, $dots:ident,
         $rows_f16:ident, $rows_bf16:ident, $dots_f16:ident, $dots_bf16:ident
     ) => {
         /// Register tile height (rows of A per micro-panel).
@@ -554,15 +820,15 @@ macro_rules! gemm_kernels {
         }
 
         crate::gemm::skinny_rows_entry!(
-            $token, [$($feature),*], $rows, f32, f32,
+            $token, [$($feature),*], $rows, false, f32, f32,
             "Skinny accumulation with row-contiguous f32 B; see [`skinny_rows`](crate::gemm::skinny_rows)."
         );
         crate::gemm::skinny_rows_entry!(
-            $token, [$($feature),*], $rows_f16, u16, crate::attention::F16Bits,
+            $token, [$($feature),*], $rows_f16, $row_pairs, u16, crate::attention::F16Bits,
             "As the f32 skinny kernel, with B in IEEE binary16 bit patterns widened on load; `rs_b` counts f16 elements."
         );
         crate::gemm::skinny_rows_entry!(
-            $token, [$($feature),*], $rows_bf16, u16, crate::attention::Bf16Bits,
+            $token, [$($feature),*], $rows_bf16, $row_pairs, u16, crate::attention::Bf16Bits,
             "As the f32 skinny kernel, with B in bfloat16 bit patterns widened on load; `rs_b` counts bf16 elements."
         );
 
@@ -585,7 +851,7 @@ pub(crate) use gemm_kernels;
 /// Expands one skinny-rows entry point whose B elements are `$bits` in the
 /// C ABI and `$elem` (a [`KvElem`] with the same layout) in the body.
 macro_rules! skinny_rows_entry {
-    ($token:ty, [$($feature:literal),*], $name:ident, $bits:ty, $elem:ty, $doc:literal) => {
+    ($token:ty, [$($feature:literal),*], $name:ident, $pairs:literal, $bits:ty, $elem:ty, $doc:literal) => {
         #[doc = $doc]
         ///
         /// # Safety
@@ -608,7 +874,9 @@ macro_rules! skinny_rows_entry {
             let b = b.cast::<$elem>();
             // SAFETY: the caller guarantees the ISA and the contract; `$elem`
             // has the layout of `$bits`.
-            unsafe { crate::gemm::skinny_rows(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c, block, block_cols) }
+            unsafe {
+                crate::gemm::skinny_rows::<_, _, $pairs>(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c, block, block_cols)
+            }
         }
     };
 }

@@ -9,6 +9,7 @@ super::gemm_kernels!(
     ["neon"],
     tile = 8 x 3,
     dot_rows = 4,
+    row_pairs = true,
     f32_gemm_8x12_neon,
     f32_gemm_skinny_rows_neon,
     f32_gemm_skinny_dots_neon,

@@ -8,6 +8,7 @@ super::gemm_kernels!(
     [],
     tile = 4 x 4,
     dot_rows = 2,
+    row_pairs = false,
     f32_gemm_4x4_scalar,
     f32_gemm_skinny_rows_scalar,
     f32_gemm_skinny_dots_scalar,

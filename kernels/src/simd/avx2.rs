@@ -284,6 +284,17 @@ unsafe impl SimdF32 for Avx2 {
         }
     }
     #[inline(always)]
+    unsafe fn load_bf16_pairs(self, p: *const u16) -> (__m256, __m256) {
+        // SAFETY: the caller guarantees 16 readable u16 at `p`; AVX2 is
+        // implied by the token.
+        unsafe {
+            let pairs = _mm256_loadu_si256(p.cast());
+            let even = _mm256_slli_epi32::<16>(pairs);
+            let odd = _mm256_and_si256(pairs, _mm256_set1_epi32(0xffff_0000_u32 as i32));
+            (_mm256_castsi256_ps(even), _mm256_castsi256_ps(odd))
+        }
+    }
+    #[inline(always)]
     fn prefetch(self, p: *const u8) {
         // SAFETY: prefetch is a hint that never faults, for any address;
         // SSE is implied by the token.

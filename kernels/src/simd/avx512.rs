@@ -287,6 +287,17 @@ unsafe impl SimdF32 for Avx512 {
         }
     }
     #[inline(always)]
+    unsafe fn load_bf16_pairs(self, p: *const u16) -> (__m512, __m512) {
+        // SAFETY: the caller guarantees 32 readable u16 at `p`; AVX-512F is
+        // implied by the token.
+        unsafe {
+            let pairs = _mm512_loadu_si512(p.cast());
+            let even = _mm512_slli_epi32::<16>(pairs);
+            let odd = _mm512_and_si512(pairs, _mm512_set1_epi32(0xffff_0000_u32 as i32));
+            (_mm512_castsi512_ps(even), _mm512_castsi512_ps(odd))
+        }
+    }
+    #[inline(always)]
     fn prefetch(self, p: *const u8) {
         // SAFETY: prefetch is a hint that never faults, for any address;
         // SSE is implied by the token.

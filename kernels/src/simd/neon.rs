@@ -243,4 +243,15 @@ unsafe impl SimdF32 for Neon {
         // implied by the token.
         unsafe { vreinterpretq_f32_u32(vshlq_n_u32::<16>(vmovl_u16(vld1_u16(p)))) }
     }
+    #[inline(always)]
+    unsafe fn load_bf16_pairs(self, p: *const u16) -> (float32x4_t, float32x4_t) {
+        // SAFETY: the caller guarantees 8 readable u16 at `p`; NEON is
+        // implied by the token.
+        unsafe {
+            let pairs = vreinterpretq_u32_u16(vld1q_u16(p));
+            let even = vshlq_n_u32::<16>(pairs);
+            let odd = vandq_u32(pairs, vdupq_n_u32(0xffff_0000));
+            (vreinterpretq_f32_u32(even), vreinterpretq_f32_u32(odd))
+        }
+    }
 }

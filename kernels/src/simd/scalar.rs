@@ -178,4 +178,9 @@ unsafe impl SimdF32 for Scalar {
         // SAFETY: the caller guarantees one readable u16 at `p`.
         f32::from_bits(u32::from(unsafe { p.read_unaligned() }) << 16)
     }
+    #[inline(always)]
+    unsafe fn load_bf16_pairs(self, p: *const u16) -> (f32, f32) {
+        // SAFETY: the caller guarantees two readable u16 at `p`.
+        unsafe { (self.load_bf16(p), self.load_bf16(p.add(1))) }
+    }
 }
