@@ -56,6 +56,9 @@ pub(crate) struct GemmKernels {
     /// Tile kernel for bf16 × bf16 with the same `mr × nr`, where the
     /// level has one; it also needs the AVX512_BF16 feature at run time.
     bf16_tile: Option<Bf16TileFn>,
+    /// Skinny row form for bf16 B and bf16-exact A with the bf16 dot
+    /// product, where the level has one; it also needs AVX512_BF16.
+    skinny_rows_bf16_dot: Option<SkinnyRowsHalfFn>,
 }
 
 macro_rules! gemm_table {
@@ -75,6 +78,7 @@ macro_rules! gemm_table {
             skinny_dots_f16: k::$dots_f16,
             skinny_dots_bf16: k::$dots_bf16,
             bf16_tile: None,
+            skinny_rows_bf16_dot: None,
         }
     }};
 }
@@ -106,6 +110,7 @@ impl GemmKernels {
     #[cfg(target_arch = "x86_64")]
     pub(crate) const AVX512: Self = GemmKernels {
         bf16_tile: Some(mlak_kernels::gemm::avx512::bf16_gemm_12x32_avx512bf16),
+        skinny_rows_bf16_dot: Some(mlak_kernels::gemm::avx512::bf16_gemm_skinny_rows_avx512bf16),
         ..gemm_table!(
             avx512,
             f32_gemm_12x32_avx512,
@@ -351,12 +356,12 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
 
     let strips = p.n.div_ceil(SKINNY_STRIP);
     let min_strips = strips.div_ceil(p.threads(threads));
-    let (a_km, b, c) = (a_km.as_ptr() as usize, p.b.ptr as usize, p.c);
     let half = match p.b.dtype {
         Dtype::F32 => None,
         Dtype::F16 => Some(table.skinny_rows_f16),
-        Dtype::Bf16 => Some(table.skinny_rows_bf16),
+        Dtype::Bf16 => Some(bf16_dot_kernel(table.skinny_rows_bf16_dot, &a_km).unwrap_or(table.skinny_rows_bf16)),
     };
+    let (a_km, b, c) = (a_km.as_ptr() as usize, p.b.ptr as usize, p.c);
     // One block buffer per worker, allocated before any work so that no
     // allocation can fail after C has been written.
     let block_cols = skinny_block_cols(cache_sizes(), p.m).min(p.n);
@@ -398,6 +403,14 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
         blocks.lock().unwrap_or_else(|e| e.into_inner()).push(block);
     });
     Ok(())
+}
+
+/// Returns `kernel` when it can run: the CPU has AVX512_BF16 and every
+/// value of the packed A is a widened bf16 value (bf16 A scaled by a power
+/// of two, say), so that the dot product's pairs of A are exact.
+fn bf16_dot_kernel<F>(kernel: Option<F>, a_packed: &[f32]) -> Option<F> {
+    let kernel = kernel.filter(|_| crate::dispatch::cpu_features() & crate::dispatch::feature::AVX512_BF16 != 0)?;
+    a_packed.iter().all(|x| x.to_bits() & 0xffff == 0).then_some(kernel)
 }
 
 /// Returns the columns per block of C in the skinny row form for m rows: a

@@ -3,6 +3,7 @@
 //! registers).
 
 use crate::simd::avx512::Avx512;
+use core::arch::x86_64::*;
 
 super::gemm_kernels!(
     Avx512,
@@ -57,7 +58,6 @@ pub unsafe fn bf16_gemm_12x32_avx512bf16(
     m: usize,
     n: usize,
 ) {
-    use core::arch::x86_64::*;
     const MR_BF16: usize = 12;
     debug_assert!((1..=MR_BF16).contains(&m) && (1..=32).contains(&n), "edge {m}x{n} outside tile 12x32");
     debug_assert!(kp == 0 || (!a.is_null() && !b.is_null()), "null packed panel");
@@ -88,4 +88,186 @@ pub unsafe fn bf16_gemm_12x32_avx512bf16(
         let (alpha, beta) = (core::ptr::read_volatile(&scalars[0]), core::ptr::read_volatile(&scalars[1]));
         crate::gemm::store_tile::<_, MR_BF16, 2>(Avx512::new_unchecked(), &acc, alpha, beta, c, rs_c, cs_c, m, n)
     }
+}
+
+/// Skinny row form (see [`skinny_rows`](crate::gemm::skinny_rows)) for
+/// bf16 B and bf16-exact A, with the AVX512_BF16 dot product: each
+/// `vdpbf16ps` adds the products of a pair of depth steps, so a step of 32
+/// columns and 8 depth steps costs 8 instructions per row of C where the
+/// widening form needs 16 FMAs.
+///
+/// Operation, units, the A layout (f32 depth blocks of 8), the block of C
+/// and its even/odd column order, the edge rule and the no-over-read rule
+/// are those of `skinny_rows` with pair steps of 32 columns. The pairs of A
+/// are rebuilt from the f32 values once per depth block by keeping their
+/// upper 16 bits, which is exact only when every value of A is a bf16
+/// value widened (low 16 bits zero). `vdpbf16ps` rounds to nearest even,
+/// treats subnormal inputs and results as zero and ignores MXCSR; its
+/// products of bf16 values are exact in f32.
+///
+/// # Safety
+///
+/// The CPU runs AVX-512 F/BW/DQ/VL and AVX512_BF16. The pointer contract
+/// is that of `skinny_rows`, `m <= 16`, and every f32 of A has its low 16
+/// bits zero.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn bf16_gemm_skinny_rows_avx512bf16(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    b: *const u16,
+    rs_b: usize,
+    c: *mut f32,
+    rs_c: usize,
+    block: *mut f32,
+    block_cols: usize,
+) {
+    use crate::gemm::{SKINNY_BLOCK_PAD, SKINNY_DEPTH_BLOCK as P};
+    const STEP: usize = 32;
+    debug_assert!((1..=MAX_PAIR_ROWS).contains(&m), "m = {m} outside 1..={MAX_PAIR_ROWS}");
+    debug_assert!(block_cols >= 1, "empty skinny block");
+    let bs = block_cols + SKINNY_BLOCK_PAD;
+    let mut pairs = [0u32; MAX_PAIR_ROWS * P / 2];
+    let mut j0 = 0;
+    while j0 < n {
+        let jw = (n - j0).min(block_cols);
+        for i in 0..m {
+            // SAFETY: row i of C is readable at columns j0 .. j0 + jw <= n,
+            // and block row i has room for jw <= block_cols floats.
+            unsafe { crate::gemm::copy_block_row::<true>(c.add(i * rs_c + j0), block.add(i * bs), jw, STEP, true) };
+        }
+        let mut p = 0;
+        while p < k {
+            let pb = (k - p).min(P);
+            // SAFETY: depth block p / 8 of A holds 8m floats.
+            unsafe { a_pairs(a.add(p * m), m, &mut pairs) };
+            let b_rows = b.wrapping_add(p * rs_b + j0);
+            let full = if pb == P { jw / STEP * STEP } else { 0 };
+            let mut jv = 0;
+            // SAFETY: B rows p .. p + pb are read at columns j0 .. j0 + jw
+            // <= n only (the edge step copies its columns into a padded
+            // buffer), and the block at rows i < m and columns below jw.
+            unsafe {
+                while jv < full {
+                    let row0 = b_rows.add(jv);
+                    let mut rows = [_mm512_setzero_si512(); P];
+                    for (q, row) in rows.iter_mut().enumerate() {
+                        *row = _mm512_loadu_si512(row0.add(q * rs_b).cast());
+                        // Next depth block's rows into L2, as in the
+                        // widening form. Prefetching never faults.
+                        _mm_prefetch::<_MM_HINT_T1>(row0.wrapping_add((q + P) * rs_b).cast());
+                    }
+                    dp_rows_step::<true>(m, &rows, &pairs, block.add(jv), bs, [16, 16]);
+                    jv += STEP;
+                }
+                while jv < jw {
+                    let nl = (jw - jv).min(STEP);
+                    let mut rows = [_mm512_setzero_si512(); P];
+                    for (q, row) in rows.iter_mut().enumerate().take(pb) {
+                        let mut buf = [0u16; STEP];
+                        core::ptr::copy_nonoverlapping(b_rows.add(q * rs_b + jv), buf.as_mut_ptr(), nl);
+                        *row = _mm512_loadu_si512(buf.as_ptr().cast());
+                    }
+                    let first = nl.div_ceil(2);
+                    dp_rows_step::<false>(m, &rows, &pairs, block.add(jv), bs, [first, nl - first]);
+                    jv += STEP;
+                }
+            }
+            p += pb;
+        }
+        for i in 0..m {
+            // SAFETY: as for the copy in, in the other direction.
+            unsafe { crate::gemm::copy_block_row::<false>(c.add(i * rs_c + j0), block.add(i * bs), jw, STEP, true) };
+        }
+        j0 += jw;
+    }
+}
+
+/// Most rows of C that [`bf16_gemm_skinny_rows_avx512bf16`] takes: the
+/// skinny path's limit.
+pub const MAX_PAIR_ROWS: usize = 16;
+
+/// Writes the bf16 pairs of one depth block of the skinny A layout: pair t
+/// of row i is `(A[i, 2t], A[i, 2t + 1])` with the first value in the low
+/// half, the operand order of `vdpbf16ps`.
+///
+/// # Safety
+///
+/// `a` addresses the `8m` floats of one depth block, and `m <= 16`.
+#[inline(always)]
+unsafe fn a_pairs(a: *const f32, m: usize, out: &mut [u32; MAX_PAIR_ROWS * 4]) {
+    for i in 0..m {
+        for t in 0..4 {
+            // SAFETY: i · 8 + 2t + 1 < 8m.
+            let (lo, hi) = unsafe { ((*a.add(i * 8 + 2 * t)).to_bits(), (*a.add(i * 8 + 2 * t + 1)).to_bits()) };
+            debug_assert!(lo & 0xffff == 0 && hi & 0xffff == 0, "A[{i}, {}] is not a bf16 value", 2 * t);
+            out[i * 4 + t] = (lo >> 16) | (hi & 0xffff_0000);
+        }
+    }
+}
+
+/// One step of [`bf16_gemm_skinny_rows_avx512bf16`]: 8 rows of 32 bf16
+/// columns of B (`rows`, zero past the edge) are regrouped into depth
+/// pairs by column parity and added into the `m` rows of the block at `c`,
+/// even columns at `c` (`lanes[0]` lanes) and odd ones right after them
+/// (`lanes[1]` lanes). `FULL` means both are 16.
+///
+/// # Safety
+///
+/// `c + i · bs .. + lanes[0] + lanes[1]` is readable and writable for
+/// `i < m`, and `pairs` holds the pairs of `m` rows.
+#[inline(always)]
+unsafe fn dp_rows_step<const FULL: bool>(
+    m: usize,
+    rows: &[__m512i; 8],
+    pairs: &[u32; MAX_PAIR_ROWS * 4],
+    c: *mut f32,
+    bs: usize,
+    lanes: [usize; 2],
+) {
+    // Odd 16-bit words of a 512-bit register: the upper half of each pair.
+    const HIGH_WORDS: __mmask32 = 0xaaaa_aaaa;
+    // SAFETY: AVX-512 BW and BF16 are enabled in every caller; the block
+    // accesses are those of the caller's contract.
+    unsafe {
+        let mut even = [_mm512_setzero_si512(); 4];
+        let mut odd = [_mm512_setzero_si512(); 4];
+        for t in 0..4 {
+            let (r0, r1) = (rows[2 * t], rows[2 * t + 1]);
+            // Column 2u of row 2t in the low word, of row 2t + 1 in the high.
+            even[t] = _mm512_mask_blend_epi16(HIGH_WORDS, r0, _mm512_slli_epi32::<16>(r1));
+            // Column 2u + 1 likewise.
+            odd[t] = _mm512_mask_blend_epi16(HIGH_WORDS, _mm512_srli_epi32::<16>(r0), r1);
+        }
+        let masks = [tail(lanes[0]), tail(lanes[1])];
+        for i in 0..m {
+            let ci = c.add(i * bs);
+            let cv = [ci, ci.add(lanes[0])];
+            let mut acc = [_mm512_setzero_ps(); 2];
+            for v in 0..2 {
+                acc[v] = if FULL { _mm512_loadu_ps(cv[v]) } else { _mm512_maskz_loadu_ps(masks[v], cv[v]) };
+            }
+            for t in 0..4 {
+                let at: __m512bh = core::mem::transmute(_mm512_set1_epi32(pairs[i * 4 + t] as i32));
+                acc[0] = _mm512_dpbf16_ps(acc[0], at, core::mem::transmute::<__m512i, __m512bh>(even[t]));
+                acc[1] = _mm512_dpbf16_ps(acc[1], at, core::mem::transmute::<__m512i, __m512bh>(odd[t]));
+            }
+            for v in 0..2 {
+                if FULL {
+                    _mm512_storeu_ps(cv[v], acc[v]);
+                } else {
+                    _mm512_mask_storeu_ps(cv[v], masks[v], acc[v]);
+                }
+            }
+        }
+    }
+}
+
+/// Returns the mask of the first `n <= 16` lanes.
+#[inline(always)]
+fn tail(n: usize) -> __mmask16 {
+    debug_assert!(n <= 16);
+    ((1u32 << n) - 1) as __mmask16
 }

@@ -497,7 +497,7 @@ unsafe fn rows_edge_step<S: SimdF32, E: KvElem, const PAIRS: bool>(
 /// `c .. c + jw` and `block .. block + jw` are valid for the copy's
 /// direction and do not overlap.
 #[inline(always)]
-unsafe fn copy_block_row<const IN: bool>(c: *mut f32, block: *mut f32, jw: usize, step: usize, by_parity: bool) {
+pub(crate) unsafe fn copy_block_row<const IN: bool>(c: *mut f32, block: *mut f32, jw: usize, step: usize, by_parity: bool) {
     // SAFETY: every index below is under jw; the ranges are the caller's.
     unsafe {
         if !by_parity {
