@@ -41,6 +41,8 @@ type SkinnyDotsFn =
     unsafe fn(usize, usize, usize, f32, *const f32, *const f32, usize, f32, *mut f32, isize, isize);
 type SkinnyDotsHalfFn =
     unsafe fn(usize, usize, usize, f32, *const f32, *const u16, usize, f32, *mut f32, isize, isize);
+type SkinnyDotsBf16Fn =
+    unsafe fn(usize, usize, usize, f32, *const u16, *const u16, usize, f32, *mut f32, isize, isize);
 
 /// The GEMM family's entry points at one dispatch level.
 pub(crate) struct GemmKernels {
@@ -59,6 +61,9 @@ pub(crate) struct GemmKernels {
     /// Skinny row form for bf16 B and bf16-exact A with the bf16 dot
     /// product, where the level has one; it also needs AVX512_BF16.
     skinny_rows_bf16_dot: Option<SkinnyRowsHalfFn>,
+    /// Skinny dot form for bf16 B and bf16-exact A with the bf16 dot
+    /// product, under the same conditions.
+    skinny_dots_bf16_dot: Option<SkinnyDotsBf16Fn>,
 }
 
 macro_rules! gemm_table {
@@ -79,6 +84,7 @@ macro_rules! gemm_table {
             skinny_dots_bf16: k::$dots_bf16,
             bf16_tile: None,
             skinny_rows_bf16_dot: None,
+            skinny_dots_bf16_dot: None,
         }
     }};
 }
@@ -111,6 +117,7 @@ impl GemmKernels {
     pub(crate) const AVX512: Self = GemmKernels {
         bf16_tile: Some(mlak_kernels::gemm::avx512::bf16_gemm_12x32_avx512bf16),
         skinny_rows_bf16_dot: Some(mlak_kernels::gemm::avx512::bf16_gemm_skinny_rows_avx512bf16),
+        skinny_dots_bf16_dot: Some(mlak_kernels::gemm::avx512::bf16_gemm_skinny_dots_avx512bf16),
         ..gemm_table!(
             avx512,
             f32_gemm_12x32_avx512,
@@ -455,6 +462,9 @@ fn dots_depth(caches: CacheSizes, m: usize) -> usize {
 unsafe fn skinny_dots(table: &GemmKernels, p: &Problem, threads: usize) -> Result<()> {
     let kc = dots_depth(cache_sizes(), p.m).min(p.k);
     let mut a_rm = workspace(p.m * kc)?;
+    // Room for A as bf16 (two values per float), used only with the bf16
+    // dot-product kernel.
+    let mut a_bf16 = workspace(if table.skinny_dots_bf16_dot.is_some() && p.b.dtype == Dtype::Bf16 { (p.m * kc).div_ceil(2) } else { 0 })?;
     let strips = p.n.div_ceil(SKINNY_STRIP);
     let min_strips = strips.div_ceil(p.threads(threads));
     for pc in (0..p.k).step_by(kc) {
@@ -463,7 +473,19 @@ unsafe fn skinny_dots(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
         // SAFETY: columns pc .. pc + kb of A (m × k) are read element by
         // element, and a_rm has room for m · kc floats.
         unsafe { pack::copy_dense(p.a.at(0, pc), p.m, kb, &mut a_rm) };
-        let (a, c) = (a_rm.as_ptr() as usize, p.c);
+        // bf16 B with bf16-exact A runs on the bf16 dot product, with A
+        // narrowed (exactly) to bf16 for it.
+        let dot = match p.b.dtype {
+            Dtype::Bf16 => bf16_dot_kernel(table.skinny_dots_bf16_dot, &a_rm[..p.m * kb]),
+            _ => None,
+        };
+        if dot.is_some() {
+            let narrow = as_u16(&mut a_bf16);
+            for (out, x) in narrow.iter_mut().zip(&a_rm[..p.m * kb]) {
+                *out = (x.to_bits() >> 16) as u16;
+            }
+        }
+        let (a, a_bf16, c) = (a_rm.as_ptr() as usize, a_bf16.as_ptr() as usize, p.c);
         parallel_for(strips, min_strips, threads, |range| {
             let j0 = range.start * SKINNY_STRIP;
             let j1 = (range.end * SKINNY_STRIP).min(p.n);
@@ -479,7 +501,10 @@ unsafe fn skinny_dots(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
                 match p.b.dtype {
                     Dtype::F32 => (table.skinny_dots)(p.m, n, kb, alpha, a, b.cast(), cs_b, beta, c, rs_c, cs_c),
                     Dtype::F16 => (table.skinny_dots_f16)(p.m, n, kb, alpha, a, b.cast(), cs_b, beta, c, rs_c, cs_c),
-                    Dtype::Bf16 => (table.skinny_dots_bf16)(p.m, n, kb, alpha, a, b.cast(), cs_b, beta, c, rs_c, cs_c),
+                    Dtype::Bf16 => match dot {
+                        Some(f) => f(p.m, n, kb, alpha, a_bf16 as *const u16, b.cast(), cs_b, beta, c, rs_c, cs_c),
+                        None => (table.skinny_dots_bf16)(p.m, n, kb, alpha, a, b.cast(), cs_b, beta, c, rs_c, cs_c),
+                    },
                 }
             };
         });

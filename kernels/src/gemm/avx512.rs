@@ -271,3 +271,147 @@ fn tail(n: usize) -> __mmask16 {
     debug_assert!(n <= 16);
     ((1u32 << n) - 1) as __mmask16
 }
+
+/// Skinny dot form (see [`skinny_dots`](crate::gemm::skinny_dots)) for
+/// bf16 B and bf16-exact A, with the AVX512_BF16 dot product: B's columns
+/// are contiguous along the depth, so one 512-bit load already holds 16
+/// depth pairs and each `vdpbf16ps` adds 32 products.
+///
+/// Operation, units, layouts, the beta rule and the no-over-read rule are
+/// those of `skinny_dots`, except that A is bf16 (bit patterns, row-major
+/// `a[i * k + p]`), half the bytes the kernel rereads from cache for each
+/// block of 4 columns. `vdpbf16ps` rounds to nearest even, treats subnormal
+/// inputs and results as zero and ignores MXCSR; its products of bf16
+/// values are exact in f32.
+///
+/// # Safety
+///
+/// The CPU runs AVX-512 F/BW/DQ/VL and AVX512_BF16, and the pointer
+/// contract is that of `skinny_dots` with `m · k` readable u16 at `a`.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn bf16_gemm_skinny_dots_avx512bf16(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const u16,
+    b: *const u16,
+    cs_b: usize,
+    beta: f32,
+    c: *mut f32,
+    rs_c: isize,
+    cs_c: isize,
+) {
+    const CJ: usize = 4;
+    const R: usize = 4;
+    debug_assert!(m >= 1 && n >= 1, "empty skinny product {m}x{n}");
+    let mut j0 = 0;
+    while j0 < n {
+        // Columns past the edge alias the last valid one, as in the
+        // widening dot form; their results are discarded.
+        let mut cols = [0usize; CJ];
+        for (q, slot) in cols.iter_mut().enumerate() {
+            *slot = (j0 + q).min(n - 1);
+        }
+        let tile = DotsTile { cols, j0, n, k, alpha, a, b, cs_b, beta, c, rs_c, cs_c };
+        let full = m / R * R;
+        let mut i0 = 0;
+        while i0 < full {
+            // SAFETY: rows i0 .. i0 + R and the columns in `cols` are inside
+            // the product, by the caller's contract.
+            unsafe { dp_dots_tile::<R>(&tile, i0) };
+            i0 += R;
+        }
+        while i0 < m {
+            // SAFETY: as above, for row i0.
+            unsafe { dp_dots_tile::<1>(&tile, i0) };
+            i0 += 1;
+        }
+        j0 += CJ;
+    }
+}
+
+/// The arguments of [`bf16_gemm_skinny_dots_avx512bf16`] for one block of
+/// 4 columns.
+struct DotsTile {
+    cols: [usize; 4],
+    j0: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const u16,
+    b: *const u16,
+    cs_b: usize,
+    beta: f32,
+    c: *mut f32,
+    rs_c: isize,
+    cs_c: isize,
+}
+
+/// Computes the R × 4 dot products of rows `i0 .. i0 + R` of A with the
+/// columns `t.cols` of B and stores them at columns `t.j0 .. min(t.j0 + 4,
+/// t.n)` of C. The first row block of a column block requests the next
+/// block's columns into L2, as the widening dot form does.
+///
+/// # Safety
+///
+/// As for [`bf16_gemm_skinny_dots_avx512bf16`], with rows `i0 .. i0 + R`
+/// inside A and every entry of `t.cols` a valid column of B.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,avx512bf16")]
+#[inline]
+unsafe fn dp_dots_tile<const R: usize>(t: &DotsTile, i0: usize) {
+    const CJ: usize = 4;
+    const STEP: usize = 32;
+    let k = t.k;
+    let mut acc = [[_mm512_setzero_ps(); CJ]; R];
+    let mut p = 0;
+    // SAFETY: every load reads k-range p .. p + 32 (p + 32 <= k), or the
+    // masked tail p .. k, of a valid row of A or column of B.
+    unsafe {
+        while p + STEP <= k {
+            let mut bv = [_mm512_setzero_si512(); CJ];
+            for (q, slot) in bv.iter_mut().enumerate() {
+                *slot = _mm512_loadu_si512(t.b.add(t.cols[q] * t.cs_b + p).cast());
+                if i0 == 0 {
+                    // Prefetching never faults.
+                    _mm_prefetch::<_MM_HINT_T1>(t.b.wrapping_add((t.cols[q] + CJ) * t.cs_b + p).cast());
+                }
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av: __m512bh = core::mem::transmute(_mm512_loadu_si512(t.a.add((i0 + r) * k + p).cast()));
+                for (q, lane) in row.iter_mut().enumerate() {
+                    *lane = _mm512_dpbf16_ps(*lane, av, core::mem::transmute::<__m512i, __m512bh>(bv[q]));
+                }
+            }
+            p += STEP;
+        }
+        if p < k {
+            let rest = k - p;
+            let words = ((1u64 << rest) - 1) as __mmask32;
+            let mut bv = [_mm512_setzero_si512(); CJ];
+            for (q, slot) in bv.iter_mut().enumerate() {
+                *slot = _mm512_maskz_loadu_epi16(words, t.b.add(t.cols[q] * t.cs_b + p).cast());
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av: __m512bh = core::mem::transmute(_mm512_maskz_loadu_epi16(words, t.a.add((i0 + r) * k + p).cast()));
+                for (q, lane) in row.iter_mut().enumerate() {
+                    *lane = _mm512_dpbf16_ps(*lane, av, core::mem::transmute::<__m512i, __m512bh>(bv[q]));
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (q, &x) in row.iter().enumerate() {
+            if t.j0 + q >= t.n {
+                break;
+            }
+            let dot = t.alpha * _mm512_reduce_add_ps(x);
+            // SAFETY: (i0 + r, j0 + q) is inside the m × n output.
+            unsafe {
+                let out = t.c.offset((i0 + r) as isize * t.rs_c + (t.j0 + q) as isize * t.cs_c);
+                *out = if t.beta == 0.0 { dot } else { dot + t.beta * *out };
+            }
+        }
+    }
+}
