@@ -554,7 +554,10 @@ mlak_status mlak_sgemm(int64_t m,
 // `a_dtype` and `b_dtype` (`mlak_dtype` values: f32, or f16 / bf16 as
 // `uint16_t` bit patterns). Strides count elements of each operand's own
 // type. Inputs are widened to f32 exactly; products are accumulated in f32
-// and C is f32.
+// and C is f32. One exception: on CPUs with AVX512_BF16, bf16 B times an A
+// whose values are all bf16 values (bf16 A, for one) may run on the bf16
+// dot-product instruction, which treats subnormal inputs and results as
+// zero.
 mlak_status mlak_gemm_mixed(int64_t m,
                             int64_t n,
                             int64_t k,

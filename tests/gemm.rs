@@ -454,8 +454,9 @@ fn mixed_tolerance(u_a: f64, u_b: f64, k: usize, scale: f64) -> f64 {
 }
 
 /// Runs a skinny product with f16 or bf16 B, stored row-major (the row
-/// form) or column-major (the dot form), against f32 and bf16 A, with
-/// alpha = 1, beta = 0 and with alpha = -0.75, beta = 0.5 on random C. The
+/// form) or column-major (the dot form), against f32, bf16 and nearly bf16
+/// A, with alpha = 1, beta = 0 and with alpha = -0.75, beta = 0.5 on
+/// random C. The
 /// inputs are exact in their types, so the f32 bound of the module comment
 /// holds against the reference on the widened values.
 fn run_half_skinny_case(seed: u64, (m, n, k): (usize, usize, usize)) {
@@ -512,6 +513,17 @@ fn run_half_skinny_case(seed: u64, (m, n, k): (usize, usize, usize)) {
             let mut c = c0.clone();
             mlak::gemm_mixed(m, n, k, alpha, &a_bf, k, 1, &bf_placed, rs_b, cs_b, beta, &mut c, n, 1).unwrap();
             check(&format!("bf16 x bf16 {layout} B"), &c, &a_bf_wide, &bf_wide_placed, strides, alpha, beta);
+
+            // bf16 values but for the last one, whose low 16 bits (worth
+            // half a bf16 step) a bf16 dot-product kernel would drop: those
+            // kernels must take only bf16-exact A.
+            let mut a_near = a_bf_wide.clone();
+            if let Some(last) = a_near.last_mut() {
+                *last = f32::from_bits(last.to_bits() | 0x7fff);
+            }
+            let mut c = c0.clone();
+            mlak::gemm_mixed(m, n, k, alpha, &a_near, k, 1, &bf_placed, rs_b, cs_b, beta, &mut c, n, 1).unwrap();
+            check(&format!("near-bf16 f32 x bf16 {layout} B"), &c, &a_near, &bf_wide_placed, strides, alpha, beta);
 
             let mut c = c0.clone();
             mlak::gemm_mixed(m, n, k, alpha, &a, k, 1, &h_placed, rs_b, cs_b, beta, &mut c, n, 1).unwrap();

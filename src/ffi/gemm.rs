@@ -133,7 +133,10 @@ pub extern "C" fn mlak_sgemm(
 /// `a_dtype` and `b_dtype` (`mlak_dtype` values: f32, or f16 / bf16 as
 /// `uint16_t` bit patterns). Strides count elements of each operand's own
 /// type. Inputs are widened to f32 exactly; products are accumulated in f32
-/// and C is f32.
+/// and C is f32. One exception: on CPUs with AVX512_BF16, bf16 B times an A
+/// whose values are all bf16 values (bf16 A, for one) may run on the bf16
+/// dot-product instruction, which treats subnormal inputs and results as
+/// zero.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn mlak_gemm_mixed(

@@ -96,7 +96,10 @@ fn slice_operand<T: GemmInput>(name: &str, x: &[T], rows: usize, cols: usize, rs
 /// Computes `C = alpha·A·B + beta·C` with A m×k, B k×n and C m×n, where
 /// element (i, j) of X is `x[i*rs_x + j*cs_x]`. A and B may be f32,
 /// [`half::f16`] or [`half::bf16`] independently; the products are formed
-/// from the exactly widened values and accumulated in f32.
+/// from the exactly widened values and accumulated in f32. One exception:
+/// on CPUs with AVX512_BF16, bf16 B times an A whose values are all bf16
+/// values (bf16 A, for one) may run on the bf16 dot-product instruction,
+/// which treats subnormal inputs and results as zero.
 ///
 /// `beta = 0` never reads C (NaN there does not leak); `alpha = 0` or
 /// `k = 0` gives `beta·C`; `m = 0` or `n = 0` touches nothing.
