@@ -412,9 +412,9 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
     Ok(())
 }
 
-/// Returns `kernel` when it can run: the CPU has AVX512_BF16 and every
+/// Returns `kernel` when it can run: the CPU has AVX512_BF16, and every
 /// value of the packed A is a widened bf16 value (bf16 A scaled by a power
-/// of two, say), so that the dot product's pairs of A are exact.
+/// of two, say). The dot product's pairs of A are then exact.
 fn bf16_dot_kernel<F>(kernel: Option<F>, a_packed: &[f32]) -> Option<F> {
     let kernel = kernel.filter(|_| crate::dispatch::cpu_features() & crate::dispatch::feature::AVX512_BF16 != 0)?;
     a_packed.iter().all(|x| x.to_bits() & 0xffff == 0).then_some(kernel)

@@ -91,10 +91,10 @@ pub unsafe fn bf16_gemm_12x32_avx512bf16(
 }
 
 /// Skinny row form (see [`skinny_rows`](crate::gemm::skinny_rows)) for
-/// bf16 B and bf16-exact A, with the AVX512_BF16 dot product: each
-/// `vdpbf16ps` adds the products of a pair of depth steps, so a step of 32
-/// columns and 8 depth steps costs 8 instructions per row of C where the
-/// widening form needs 16 FMAs.
+/// bf16 B and bf16-exact A, with the AVX512_BF16 dot product. Each
+/// `vdpbf16ps` adds the products of a pair of depth steps. A step of 32
+/// columns and 8 depth steps then costs 8 instructions per row of C, where
+/// the widening form needs 16 FMAs.
 ///
 /// Operation, units, the A layout (f32 depth blocks of 8), the block of C
 /// and its even/odd column order, the edge rule and the no-over-read rule
@@ -208,11 +208,11 @@ unsafe fn a_pairs(a: *const f32, m: usize, out: &mut [u32; MAX_PAIR_ROWS * 4]) {
     }
 }
 
-/// One step of [`bf16_gemm_skinny_rows_avx512bf16`]: 8 rows of 32 bf16
-/// columns of B (`rows`, zero past the edge) are regrouped into depth
-/// pairs by column parity and added into the `m` rows of the block at `c`,
-/// even columns at `c` (`lanes[0]` lanes) and odd ones right after them
-/// (`lanes[1]` lanes). `FULL` means both are 16.
+/// Adds one step of [`bf16_gemm_skinny_rows_avx512bf16`] into the `m` rows
+/// of the block at `c`. The 8 rows of 32 bf16 columns of B in `rows` (zero
+/// past the edge) are regrouped into depth pairs by column parity. Even
+/// columns go to `c` (`lanes[0]` lanes), odd ones right after them
+/// (`lanes[1]` lanes), and `FULL` means both are 16.
 ///
 /// # Safety
 ///

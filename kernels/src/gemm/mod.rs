@@ -386,14 +386,6 @@ unsafe fn rows_full_steps<S: SimdF32, E: KvElem, const PAIRS: bool>(
         // SAFETY: forwarded contract, at columns jv .. jv + step <= cols.
         unsafe {
             let bv = load_rows_step::<S, E, PAIRS>(s, b_rows.add(jv), rs_b);
-            // The block of C lives in L2, so its next step is requested
-            // into L1 while this one is computed. Prefetching never faults.
-            let next = block.wrapping_add(jv + step).cast::<u8>();
-            for i in 0..m {
-                for line in 0..(step * 4).div_ceil(64) {
-                    s.prefetch(next.wrapping_add(i * bs * 4 + line * 64));
-                }
-            }
             axpy_rows::<S, PAIRS, true>(s, m, &bv, a, block.add(jv), bs, [l, l]);
         }
         jv += step;
@@ -408,6 +400,8 @@ unsafe fn rows_full_steps<S: SimdF32, E: KvElem, const PAIRS: bool>(
 ///
 /// As for [`rows_full_steps`] with `m = 1`.
 #[inline(always)]
+// `v` picks the vector within every row of `bv`, not an element of `bv`.
+#[allow(clippy::needless_range_loop)]
 unsafe fn rows_full_steps_m1<S: SimdF32, E: KvElem, const PAIRS: bool>(
     s: S,
     a: *const f32,
