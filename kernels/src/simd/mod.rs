@@ -373,9 +373,25 @@ mod tests {
         }
     }
 
+    fn check_bf16_pairs<S: SimdF32>(s: S) {
+        let l = S::LANES;
+        // Distinct values with at most 7 significant bits, exact in bf16.
+        let values: Vec<f32> = (0..2 * l).map(|t| if t % 2 == 0 { t as f32 + 0.5 } else { -(t as f32) - 0.25 }).collect();
+        let bits: Vec<u16> = values.iter().map(|x| (x.to_bits() >> 16) as u16).collect();
+        // SAFETY: bits has 2 · LANES readable elements.
+        let (even, odd) = unsafe { s.load_bf16_pairs(bits.as_ptr()) };
+        for (t, &x) in lanes(s, even).iter().enumerate() {
+            assert_eq!(x, values[2 * t], "load_bf16_pairs: even lane {t}, LANES = {l}");
+        }
+        for (t, &x) in lanes(s, odd).iter().enumerate() {
+            assert_eq!(x, values[2 * t + 1], "load_bf16_pairs: odd lane {t}, LANES = {l}");
+        }
+    }
+
     fn check_all<S: SimdF32>(s: S) {
         check_transpose(s);
         check_reduce_add_lanes(s);
+        check_bf16_pairs(s);
     }
 
     #[test]
