@@ -90,11 +90,11 @@ pub unsafe fn bf16_gemm_12x32_avx512bf16(
     }
 }
 
-/// Skinny row form (see [`skinny_rows`](crate::gemm::skinny_rows)) for
-/// bf16 B and bf16-exact A, with the AVX512_BF16 dot product. Each
-/// `vdpbf16ps` adds the products of a pair of depth steps. A step of 32
-/// columns and 8 depth steps then costs 8 instructions per row of C, where
-/// the widening form needs 16 FMAs.
+/// Computes the skinny row form (see
+/// [`skinny_rows`](crate::gemm::skinny_rows)) for bf16 B and bf16-exact A
+/// with the AVX512_BF16 dot product. Each `vdpbf16ps` adds the products of
+/// a pair of depth steps. A step of 32 columns and 8 depth steps then costs
+/// 8 instructions per row of C, where the widening form needs 16 FMAs.
 ///
 /// Operation, units, the A layout (f32 depth blocks of 8), the block of C
 /// and its even/odd column order, the edge rule and the no-over-read rule
@@ -185,7 +185,7 @@ pub unsafe fn bf16_gemm_skinny_rows_avx512bf16(
     }
 }
 
-/// Most rows of C that [`bf16_gemm_skinny_rows_avx512bf16`] takes: the
+/// Maximum rows of C that [`bf16_gemm_skinny_rows_avx512bf16`] takes, the
 /// skinny path's limit.
 pub const MAX_PAIR_ROWS: usize = 16;
 
@@ -272,10 +272,11 @@ fn tail(n: usize) -> __mmask16 {
     ((1u32 << n) - 1) as __mmask16
 }
 
-/// Skinny dot form (see [`skinny_dots`](crate::gemm::skinny_dots)) for
-/// bf16 B and bf16-exact A, with the AVX512_BF16 dot product: B's columns
-/// are contiguous along the depth, so one 512-bit load already holds 16
-/// depth pairs and each `vdpbf16ps` adds 32 products.
+/// Computes the skinny dot form (see
+/// [`skinny_dots`](crate::gemm::skinny_dots)) for bf16 B and bf16-exact A
+/// with the AVX512_BF16 dot product. B's columns are contiguous along the
+/// depth, so one 512-bit load already contains 16 depth pairs and each
+/// `vdpbf16ps` adds 32 products.
 ///
 /// Operation, units, layouts, the beta rule and the no-over-read rule are
 /// those of `skinny_dots`, except that A is bf16 (bit patterns, row-major

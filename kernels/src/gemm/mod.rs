@@ -392,9 +392,9 @@ unsafe fn rows_full_steps<S: SimdF32, E: KvElem, const PAIRS: bool>(
     }
 }
 
-/// [`rows_full_steps`] for one row of C: its 8 values of A stay in
-/// registers across the columns, which the compiler cannot arrange itself
-/// because stores to the block might alias A.
+/// Runs [`rows_full_steps`] for one row of C, with its 8 values of A kept
+/// in registers across the columns. The compiler cannot arrange that
+/// itself because stores to the block might alias A.
 ///
 /// # Safety
 ///
@@ -440,9 +440,9 @@ unsafe fn rows_full_steps_m1<S: SimdF32, E: KvElem, const PAIRS: bool>(
     }
 }
 
-/// One edge step of [`skinny_rows`]: `nl <= step` columns of `pb <= 8`
-/// rows of B from `row0`, read with masked tails, added into `m` rows of
-/// the block at `c`.
+/// Adds one edge step of [`skinny_rows`] into `m` rows of the block at
+/// `c`: `nl <= step` columns of `pb <= 8` rows of B from `row0`, read with
+/// masked tails.
 ///
 /// # Safety
 ///
@@ -463,7 +463,7 @@ unsafe fn rows_edge_step<S: SimdF32, E: KvElem, const PAIRS: bool>(
 ) {
     let l = S::LANES;
     let step = if PAIRS { 2 * l } else { l };
-    // Lanes of the first vector; the second holds the rest.
+    // Lanes of the first vector; the second contains the rest.
     let first = if PAIRS && E::PAIRS_BY_PARITY { nl.div_ceil(2) } else { nl.min(l) };
     let zero = s.splat(0.0);
     let mut bv = [[zero; 2]; SKINNY_DEPTH_BLOCK];
@@ -519,7 +519,7 @@ pub(crate) unsafe fn copy_block_row<const IN: bool>(c: *mut f32, block: *mut f32
     }
 }
 
-/// One step of [`skinny_rows`] for one step of columns: `C[i, ·] += Σ_q
+/// Adds one step of columns of [`skinny_rows`]: `C[i, ·] += Σ_q
 /// a[i · 8 + q] · bv[q]` for `i < m`, with row i of C at `c + i · rs_c`.
 /// The step's columns are `lanes[0]` lanes of the first vector of each
 /// `bv[q]`, stored from `c`, then, with `PAIRS`, `lanes[1]` lanes of the
@@ -869,9 +869,9 @@ macro_rules! skinny_rows_entry {
             // SAFETY: the caller guarantees the ISA and the contract; `$elem`
             // has the layout of `$bits`.
             unsafe {
-                // Pair steps only for one row: with more rows each B step
-                // feeds several rows of C, and single-vector steps ran
-                // faster for m = 2, 4 and 8 (AVX-512 on AMD Zen 4).
+                // Pair steps only for one row: single-vector steps ran
+                // faster for m = 2, 4 and 8 in alternating runs (AVX-512
+                // on AMD Zen 4).
                 if $pairs && m == 1 {
                     crate::gemm::skinny_rows::<_, _, true>(<$token>::new_unchecked(), m, n, k, a, b, rs_b, c, rs_c, block, block_cols)
                 } else {
