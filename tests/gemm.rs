@@ -427,6 +427,12 @@ macro_rules! isa_suite {
                     run_half_skinny_case(1, (16, 4200, 9));
                     run_half_skinny_case(2, (1, 66_000, 3));
                     assert_ran(ISA);
+                    // More than 2^22 multiply-adds each, so they split into
+                    // column strips across threads on a machine with
+                    // several cores (unless MLAK_NUM_THREADS caps it).
+                    run_half_skinny_case(3, (8, 3000, 400));
+                    run_half_skinny_case(4, (1, 3000, 1500));
+                    assert_ran(ISA);
                 });
             }
 
