@@ -482,7 +482,8 @@ unsafe fn skinny_dots(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
     let mut a_rm = workspace(p.m * kc)?;
     // Room for A as bf16 (two values per float), used only with the bf16
     // dot-product kernel.
-    let mut a_bf16 = workspace(if table.skinny_dots_bf16_dot.is_some() && p.b.dtype == Dtype::Bf16 { (p.m * kc).div_ceil(2) } else { 0 })?;
+    let dot_possible = table.skinny_dots_bf16_dot.is_some() && p.b.dtype == Dtype::Bf16;
+    let mut a_bf16 = workspace(if dot_possible { (p.m * kc).div_ceil(2) } else { 0 })?;
     let strips = p.n.div_ceil(SKINNY_STRIP);
     let min_strips = strips.div_ceil(p.threads(threads));
     for pc in (0..p.k).step_by(kc) {
@@ -510,8 +511,9 @@ unsafe fn skinny_dots(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
             let (a, cs_b) = (a as *const f32, p.b.cs as usize);
             // SAFETY: columns j0 .. j1 and depth pc .. pc + kb of B, and
             // columns j0 .. j1 of C, are inside the matrices; B's element
-            // type matches the kernel; each worker writes a disjoint column
-            // range of C.
+            // type matches the kernel; the bf16 dot-product kernel gets the
+            // m · kb values narrowed into a_bf16 above; each worker writes a
+            // disjoint column range of C.
             unsafe {
                 let b = p.b.at(pc, j0).ptr;
                 let c = c.get().offset(j0 as isize * p.cs_c);
