@@ -281,6 +281,11 @@ macro_rules! isa_suite {
             }
 
             #[test]
+            fn short_row_groups_of_every_spread() {
+                on_isa(ISA, || check_short_row_groups(ISA));
+            }
+
+            #[test]
             fn many_rows_threaded_per_row_alpha() {
                 on_isa(ISA, || {
                     let (rows, n) = (300, 517);
@@ -519,6 +524,40 @@ fn check_alpha_backward_extremes(isa: Isa) {
 }
 
 /// Checks the non-finite and edge policy of every normalizer.
+/// Short rows in groups of 8 whose spread changes from group to group.
+/// Moderate logits give a few candidates per row (the one-vector solve),
+/// wide logits one or two, and narrow logits more than a vector takes (the
+/// passes); dyadic values put ties at the support boundary. The short-row
+/// body picks its path per group from the counts of the group before, so
+/// the sequence crosses every switch.
+fn check_short_row_groups(isa: Isa) {
+    let spreads = [2.0f32, 8.0, 0.3, 2.0, 0.0, 8.0, 2.0, 0.3, 0.0, 2.0];
+    for n in [1usize, 2, 7, 16, 17, 33, 64, 100, 256] {
+        let rows = 8 * spreads.len() + 3;
+        let mut rng = Rng::new(n as u64);
+        let mut data = Vec::with_capacity(rows * n);
+        for r in 0..rows {
+            let spread = spreads[(r / 8) % spreads.len()];
+            let row = rng.vec(n, -1.0, 1.0);
+            if spread == 0.0 {
+                data.extend(row.iter().map(|v| (v * 8.0).round() * 0.25));
+            } else {
+                data.extend(row.iter().map(|v| v * spread * 3.0));
+            }
+        }
+        let mut y = vec![f32::NAN; rows * n];
+        for kind in [Kind::Sparsemax, Kind::Entmax15] {
+            kind.run(&data, n, &mut y, n, rows, n);
+            assert_ran(isa);
+            let shape = format!("rows={rows} n={n}");
+            for r in 0..rows {
+                let row = &data[r * n..(r + 1) * n];
+                check_row(kind, &y[r * n..(r + 1) * n], row, r, &shape);
+            }
+        }
+    }
+}
+
 fn check_edge_policy(isa: Isa) {
     let inf = f32::INFINITY;
     let kinds = [Kind::Sparsemax, Kind::Entmax15, Kind::Alpha(1.3), Kind::Alpha(1.0), Kind::Alpha(3.0)];

@@ -191,7 +191,9 @@ pub(crate) unsafe fn copy_dense(src: Operand, rows: usize, cols: usize, dst: &mu
 /// # Safety
 ///
 /// `src` is bf16 and every element of the block is readable; `dst` holds
-/// `rows.div_ceil(w) * w * 2 * cols.div_ceil(2)` values.
+/// `rows.div_ceil(w) * w * 2 * cols.div_ceil(2)` values. On x86-64 the CPU
+/// runs AVX-512 F/BW, as every CPU with the AVX512_BF16 tile does: full
+/// panels of the 12 × 32 tile's A and B are packed with AVX-512 shuffles.
 pub(crate) unsafe fn pack_bf16_pairs(src: Operand, rows: usize, cols: usize, w: usize, dst: &mut [u16]) {
     debug_assert_eq!(src.dtype, Dtype::Bf16);
     let pairs = cols.div_ceil(2);
@@ -205,6 +207,31 @@ pub(crate) unsafe fn pack_bf16_pairs(src: Operand, rows: usize, cols: usize, w: 
         let i0 = panel * w;
         let h = (rows - i0).min(w);
         let full_pairs = cols / 2;
+        #[cfg(target_arch = "x86_64")]
+        if src.cs == 1 && h == w && w == 12 && src.rs > 0 {
+            // SAFETY: the vdpbf16ps path that packs these panels runs only
+            // where AVX-512 F/BW are present; rows i0 .. i0 + 12 hold
+            // 2·full_pairs ≤ cols elements each, and the chunk holds
+            // 24·pairs values.
+            unsafe {
+                let row0 = p.offset(i0 as isize * src.rs);
+                mlak_kernels::gemm::avx512::bf16_pack_a_pairs_12_avx512(row0, src.rs as usize, full_pairs, chunk.as_mut_ptr());
+                pack_bf16_odd_column(src, i0, h, cols, w, chunk);
+            }
+            continue;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if src.rs == 1 && h == w && w == 32 && src.cs > 0 {
+            // SAFETY: as above; columns 2q and 2q + 1 < cols each hold rows
+            // i0 .. i0 + 32 contiguously, and the chunk holds 64·pairs
+            // values.
+            unsafe {
+                let col0 = p.add(i0);
+                mlak_kernels::gemm::avx512::bf16_pack_b_pairs_32_avx512(col0, src.cs as usize, full_pairs, chunk.as_mut_ptr());
+                pack_bf16_odd_column(src, i0, h, cols, w, chunk);
+            }
+            continue;
+        }
         if src.cs == 1 && h == w {
             // Each row's pairs are adjacent in memory: copy them as 32-bit
             // words, w rows per depth pair.

@@ -966,12 +966,29 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
             let kblk = k.add(j0 * t.k_row_stride);
             let vblk = v.add(j0 * t.v_row_stride);
 
+            // Rows whose key range meets the block. Both ends of the range
+            // are nondecreasing in the position, and rows go by position,
+            // so they form one run [r_lo, r_hi). The products skip the rows
+            // outside it, which the update below sets to probability 0.
+            // Causal and sliding-window tasks have such rows in the blocks
+            // at the edges of their key range.
+            let (mut r_lo, mut r_hi) = (rows, 0);
+            for r in 0..rows {
+                let (lo, hi) = t.key_range(t.first_pos + (r / group) as i64);
+                if lo < (j0 + kb) as i64 && hi > j0 as i64 {
+                    r_lo = r_lo.min(r);
+                    r_hi = r + 1;
+                }
+            }
+            let active = r_hi.saturating_sub(r_lo);
+
             // Scores of the block: rows × kb into sc.scores.
             if dot {
                 scores_dot::<S, E, DK>(s, sc.q, dp, rows, kblk, t.k_row_stride, d, kb, sc.scores, j0, &prefetch);
-            } else {
+            } else if active > 0 {
                 pack_kt(s, kblk, t.k_row_stride, d, kb, sc.kt);
-                gemm::<S, f32, MR, NV>(s, sc.q, dp, sc.kt, KV_BLOCK, sc.scores, KV_BLOCK, rows, KV_BLOCK, d, false, ());
+                let (q, scores) = (sc.q.add(r_lo * dp), sc.scores.add(r_lo * KV_BLOCK));
+                gemm::<S, f32, MR, NV>(s, q, dp, sc.kt, KV_BLOCK, scores, KV_BLOCK, active, KV_BLOCK, d, false, ());
             }
 
             // Modifiers, masks and the online-softmax update, row by row.
@@ -1021,14 +1038,18 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
                 }
             }
 
-            // acc += P · V over the kb keys of the block.
-            if direct_v {
+            // acc += P · V over the kb keys of the block, for the rows that
+            // attend any of them. The decode path keeps every row, so that
+            // its V prefetch hook runs.
+            let (r_lo, active) = if dot { (0, rows) } else { (r_lo, active) };
+            let (scores, acc) = (sc.scores.add(r_lo * KV_BLOCK), sc.acc.add(r_lo * dvp));
+            if active > 0 && direct_v {
                 let hook = VAhead { s, prefetch, j0 };
-                let (vs, acc) = (t.v_row_stride, sc.acc);
-                gemm::<S, E, MR, NV>(s, sc.scores, KV_BLOCK, vblk, vs, acc, dvp, rows, dvp, kb, true, hook);
-            } else {
+                let vs = t.v_row_stride;
+                gemm::<S, E, MR, NV>(s, scores, KV_BLOCK, vblk, vs, acc, dvp, active, dvp, kb, true, hook);
+            } else if active > 0 {
                 pack_v(s, vblk, t.v_row_stride, dv, dvp, kb, sc.vp);
-                gemm::<S, f32, MR, NV>(s, sc.scores, KV_BLOCK, sc.vp, dvp, sc.acc, dvp, rows, dvp, kb, true, ());
+                gemm::<S, f32, MR, NV>(s, scores, KV_BLOCK, sc.vp, dvp, acc, dvp, active, dvp, kb, true, ());
             }
             j0 += kb;
         }

@@ -17,6 +17,13 @@
 //!   aside, then runs a bracketed Halley iteration on the normalizer over
 //!   them, falling back to bisection when a step leaves the bracket or
 //!   stalls, and divides the output by its sum.
+//! - Rows whose candidates (u > −1) fit in one vector can skip the
+//!   iteration: every set of the largest candidates gets its closed-form τ
+//!   at once, one candidate per lane, and the largest consistent τ is
+//!   exact ([`one_vector_threshold`]).
+//! - An iteration that ends with entries within rounding of τ, as ties at
+//!   the support boundary leave it, finishes with [`settle_boundary`],
+//!   which gives such ties exactly 0.
 //! - Rows of up to [`GROUP_MAX_N`] elements run several at a time,
 //!   because one short row alone leaves the core waiting on the reductions
 //!   of each pass. Sparsemax and entmax-1.5 interleave the passes of
@@ -28,7 +35,7 @@
 //! gives all zeros; n = 1 gives [1]. Subtracting the row maximum first keeps
 //! finite magnitudes exact.
 
-use crate::simd::SimdF32;
+use crate::simd::{SimdF32, MAX_LANES};
 use crate::softmax::{fill, max_and_nan};
 use std::hint::select_unpredictable;
 
@@ -137,8 +144,9 @@ unsafe fn support_pass<S: SimdF32, const SQUARE: bool>(
 }
 
 /// Returns the next τ of the exact threshold iteration of sparsemax
-/// (`SQUARE` false) or entmax-1.5 (`SQUARE` true), and whether it is
-/// final, from the sums of a support pass at `tau`. It computes the same
+/// (`SQUARE` false) or entmax-1.5 (`SQUARE` true), whether it is final,
+/// and whether it ended in a stall (see [`settle_boundary`]), from the
+/// sums of a support pass at `tau`. It computes the same
 /// values as one pass of [`exact_threshold`].
 ///
 /// The result is computed with selects, not branches. A branch on it
@@ -147,18 +155,11 @@ unsafe fn support_pass<S: SimdF32, const SQUARE: bool>(
 /// that the core runs speculatively behind it. Single long rows keep the
 /// branches of [`exact_threshold`], which measured faster there.
 #[inline(always)]
-fn threshold_update<const SQUARE: bool>(sup: &Support, tau: f32) -> (f32, bool) {
+fn threshold_update<const SQUARE: bool>(sup: &Support, tau: f32) -> (f32, bool, bool) {
     // Closed-form shift δ of τ for the candidate support, and Newton's
     // step, which for sparsemax is the same.
-    let (closed, newton) = if SQUARE {
-        // Σ (d − δ)² = 1 is k·δ² − 2·δ·Σd + Σd² − 1 = 0; the smaller root,
-        // written without cancellation. A negative discriminant gives NaN.
-        let disc = sup.sum * sup.sum - sup.count * (sup.sum_sq - 1.0);
-        ((sup.sum_sq - 1.0) / (sup.sum + disc.sqrt()), (sup.sum_sq - 1.0) / (2.0 * sup.sum))
-    } else {
-        let closed = (sup.sum - 1.0) / sup.count;
-        (closed, closed)
-    };
+    let closed = closed_shift::<SQUARE>(sup);
+    let newton = if SQUARE { (sup.sum_sq - 1.0) / (2.0 * sup.sum) } else { closed };
     // The support is right when every candidate stays above the new τ;
     // candidates outside it are already below the current τ.
     let exact = sup.min > closed;
@@ -168,7 +169,91 @@ fn threshold_update<const SQUARE: bool>(sup: &Support, tau: f32) -> (f32, bool) 
     let stalled = next.partial_cmp(&tau) != Some(std::cmp::Ordering::Greater);
     let at_stall = select_unpredictable(closed.is_nan(), tau, tau + closed.max(0.0));
     let result = select_unpredictable(exact, tau + closed, select_unpredictable(stalled, at_stall, next));
-    (result, exact | stalled)
+    (result, exact | stalled, settle_needed(exact, stalled, sup.min - closed))
+}
+
+/// Returns whether a threshold iteration that ended with `exact` or
+/// `stalled` needs [`settle_boundary`]: after a stall, or after an exact
+/// step whose smallest support entry ends within rounding of the
+/// threshold (`gap` = its d minus the step). Rounding can let ties at the
+/// boundary pass the exactness test with a τ a few ulp below them. The
+/// test's units are those of u, whose scale is 1 near the threshold.
+#[inline(always)]
+fn settle_needed(exact: bool, stalled: bool, gap: f32) -> bool {
+    if exact {
+        gap <= 8.0 * f32::EPSILON
+    } else {
+        stalled
+    }
+}
+
+/// Returns the smallest u = (x − max)·scale of `x[0 .. n]` above `tau`,
+/// or 0 (the maximum's u) when there is none.
+///
+/// # Safety
+///
+/// `x[0 .. n]` must be readable and finite or -inf, with maximum `max`.
+#[inline(always)]
+unsafe fn min_above<S: SimdF32>(s: S, x: *const f32, n: usize, max: f32, scale: f32, tau: f32) -> f32 {
+    let l = S::LANES;
+    let (vm, vs, vt, zero) = (s.splat(max), s.splat(scale), s.splat(tau), s.splat(0.0));
+    let mut low = zero;
+    let mut i = 0;
+    // SAFETY: loads cover x[i .. i + l] with i + l ≤ n, or the tail x[i .. n].
+    unsafe {
+        while i < n {
+            let v = if i + l <= n { s.load(x.add(i)) } else { s.load_tail(x.add(i), n - i, f32::NEG_INFINITY) };
+            let u = s.mul(s.sub(v, vm), vs);
+            low = s.min(low, s.select(s.gt(u, vt), u, zero));
+            i += l;
+        }
+    }
+    s.reduce_min(low)
+}
+
+/// Finishes a threshold iteration that stalled at `tau`: the remaining
+/// candidates sit within rounding of the threshold, which is where ties at
+/// the support boundary leave them, and the iteration can only creep up
+/// on them. The smallest candidate u_b is tried as the boundary: the
+/// closed form over the entries strictly above u_b, in differences from
+/// u_b, is exact for ties (u − u_b is exact, as the scale is 1 or ½).
+/// When it puts τ at or above u_b and keeps its support above τ, the ties
+/// at u_b get exactly 0; otherwise `tau` stands. Only stalled rows pay
+/// these two passes.
+///
+/// # Safety
+///
+/// `x[0 .. n]` must be readable and finite or -inf, with maximum `max`.
+#[cold]
+#[inline(never)]
+unsafe fn settle_boundary<S: SimdF32, const SQUARE: bool>(s: S, x: *const f32, n: usize, max: f32, scale: f32, tau: f32) -> f32 {
+    // SAFETY: forwarded from the caller.
+    let boundary = unsafe { min_above(s, x, n, max, scale, tau) };
+    if boundary >= 0.0 {
+        return tau;
+    }
+    // SAFETY: forwarded from the caller.
+    let sup = unsafe { support_pass::<S, SQUARE>(s, x, n, max, scale, boundary) };
+    let closed = closed_shift::<SQUARE>(&sup);
+    if closed >= 0.0 && sup.min > closed {
+        boundary + closed
+    } else {
+        tau
+    }
+}
+
+/// Closed-form shift δ of τ for the candidate support of a pass: the
+/// smaller root of k·δ² − 2·δ·Σd + Σd² − 1 = 0 for entmax-1.5, written
+/// without cancellation (NaN for a negative discriminant), and
+/// (Σd − 1)/k for sparsemax.
+#[inline(always)]
+fn closed_shift<const SQUARE: bool>(sup: &Support) -> f32 {
+    if SQUARE {
+        let disc = sup.sum * sup.sum - sup.count * (sup.sum_sq - 1.0);
+        (sup.sum_sq - 1.0) / (sup.sum + disc.sqrt())
+    } else {
+        (sup.sum - 1.0) / sup.count
+    }
 }
 
 /// Returns the exact threshold of sparsemax (`SQUARE` false) or entmax-1.5
@@ -187,26 +272,24 @@ unsafe fn exact_threshold<S: SimdF32, const SQUARE: bool>(s: S, x: *const f32, n
         let sup = unsafe { support_pass::<S, SQUARE>(s, x, n, max, scale, tau) };
         // Closed-form shift δ of τ for the candidate support, and Newton's
         // step, which for sparsemax is the same.
-        let (closed, newton) = if SQUARE {
-            // Σ (d − δ)² = 1 is k·δ² − 2·δ·Σd + Σd² − 1 = 0; the smaller root,
-            // written without cancellation.
-            let disc = sup.sum * sup.sum - sup.count * (sup.sum_sq - 1.0);
-            let closed = if disc >= 0.0 { (sup.sum_sq - 1.0) / (sup.sum + disc.sqrt()) } else { f32::NAN };
-            (closed, (sup.sum_sq - 1.0) / (2.0 * sup.sum))
-        } else {
-            let closed = (sup.sum - 1.0) / sup.count;
-            (closed, closed)
-        };
+        let closed = closed_shift::<SQUARE>(&sup);
+        let newton = if SQUARE { (sup.sum_sq - 1.0) / (2.0 * sup.sum) } else { closed };
         // The support is right when every candidate stays above the new τ;
         // candidates outside it are already below the current τ.
         if sup.min > closed {
+            if settle_needed(true, false, sup.min - closed) {
+                // SAFETY: forwarded from the caller.
+                return unsafe { settle_boundary::<S, SQUARE>(s, x, n, max, scale, tau + closed) };
+            }
             return tau + closed;
         }
         let next = tau + newton;
         // No representable progress: the remaining candidates are within
         // rounding of the threshold, where they contribute nothing.
         if next.partial_cmp(&tau) != Some(core::cmp::Ordering::Greater) {
-            return if closed.is_nan() { tau } else { tau + closed.max(0.0) };
+            let at_stall = if closed.is_nan() { tau } else { tau + closed.max(0.0) };
+            // SAFETY: forwarded from the caller.
+            return unsafe { settle_boundary::<S, SQUARE>(s, x, n, max, scale, at_stall) };
         }
         tau = next;
     }
@@ -295,6 +378,94 @@ pub unsafe fn exact_row<S: SimdF32, const SQUARE: bool>(s: S, x: *const f32, y: 
     }
 }
 
+/// Copies d = (x − max)·scale + 1 of the candidates of a row (d > 0, that
+/// is u > −1 in the units of [`exact_threshold`]) to `buf`, followed by
+/// -inf up to `LANES` entries. Returns their count, or `None` as soon as
+/// it exceeds `LANES`.
+///
+/// # Safety
+///
+/// `x[0 .. n]` must be readable.
+#[inline(always)]
+unsafe fn one_vector_candidates<S: SimdF32>(
+    s: S,
+    x: *const f32,
+    n: usize,
+    max: f32,
+    scale: f32,
+    buf: &mut [f32; 2 * MAX_LANES],
+) -> Option<usize> {
+    let l = S::LANES;
+    let (vm, vs, one, zero) = (s.splat(max), s.splat(scale), s.splat(1.0), s.splat(0.0));
+    let (mut k, mut i) = (0, 0);
+    // SAFETY: loads cover x[i .. i + l] with i + l ≤ n, or the tail
+    // x[i .. n]; k ≤ l before each store, which writes buf[k .. k + l]
+    // inside its 2·MAX_LANES ≥ 2·l entries.
+    unsafe {
+        while i < n {
+            let v = if i + l <= n { s.load(x.add(i)) } else { s.load_tail(x.add(i), n - i, f32::NEG_INFINITY) };
+            let d = s.fma(s.sub(v, vm), vs, one);
+            k += s.compress(buf.as_mut_ptr().add(k), s.gt(d, zero), d);
+            if k > l {
+                return None;
+            }
+            i += l;
+        }
+        s.store(buf.as_mut_ptr().add(k), s.splat(f32::NEG_INFINITY));
+    }
+    Some(k)
+}
+
+/// Returns the exact threshold of sparsemax (`SQUARE` false) or
+/// entmax-1.5 (`SQUARE` true), in the units u of [`exact_threshold`], of a
+/// row whose candidates [`one_vector_candidates`] left in `buf`, with
+/// `width` at least their count.
+///
+/// The support is a set of the largest d, and the threshold t = τ + 1 of
+/// the set of all d ≥ d_j solves Σ (d − t) = 1 or Σ (d − t)² = 1 in
+/// closed form. Candidate j sits in lane j, so every such set is summed at
+/// once, one broadcast candidate at a time, with no sort and no
+/// iteration. A set is consistent when its smallest d stays above its t.
+/// Every consistent set has t ≤ t*: one larger than the support would put
+/// an entry at or below t* above t*, and a smaller one is a subset of the
+/// support. The support itself is consistent, so t* is the largest t of
+/// the consistent sets. Ties enter a set together, so they are handled
+/// exactly. The -inf padding joins no set and is never consistent.
+#[inline(always)]
+fn one_vector_threshold<S: SimdF32, const SQUARE: bool>(s: S, buf: &[f32; 2 * MAX_LANES], width: usize) -> f32 {
+    let (one, zero) = (s.splat(1.0), s.splat(0.0));
+    // SAFETY: buf has 2·MAX_LANES ≥ LANES entries.
+    let d = unsafe { s.load(buf.as_ptr()) };
+
+    let (mut count, mut sum, mut sum_sq) = (zero, zero, zero);
+    for &candidate in &buf[..width] {
+        // The candidate joins the set of lane j when it is ≥ d_j; the sums
+        // run over e = d − d_j ≥ 0.
+        let dc = s.splat(candidate);
+        let out = s.lt(dc, d);
+        let e = s.select(out, zero, s.sub(dc, d));
+        count = s.add(count, s.select(out, zero, one));
+        sum = s.add(sum, e);
+        if SQUARE {
+            sum_sq = s.fma(e, e, sum_sq);
+        }
+    }
+    // The set's threshold is t = d_j + σ. A consistent set has σ < 0, so
+    // the formulas below are sums of positive terms there, with no
+    // cancellation: the smaller root of k·σ² − 2·σ·Σe + Σe² − 1 = 0 for
+    // entmax-1.5, and (Σe − 1)/k for sparsemax. The -inf lanes give NaN.
+    let shift = if SQUARE {
+        let excess = s.sub(sum_sq, one);
+        s.div(excess, s.add(sum, s.sqrt(s.sub(s.mul(sum, sum), s.mul(count, excess)))))
+    } else {
+        s.div(s.sub(sum, one), count)
+    };
+    let t = s.add(d, shift);
+    // Consistent: σ < 0, that is d_j above t.
+    let consistent = s.lt(shift, zero);
+    s.reduce_max(s.select(consistent, t, s.splat(f32::NEG_INFINITY))) - 1.0
+}
+
 /// Number of rows that the short-row bodies process together. Each row's
 /// threshold passes form one long chain of dependent reductions; running
 /// several rows' passes side by side lets the out-of-order core overlap
@@ -358,6 +529,9 @@ pub type RowFn = unsafe fn(*const f32, *mut f32, usize);
 #[inline(always)]
 pub unsafe fn exact_rows<S: SimdF32, const SQUARE: bool>(s: S, block: Rows, long_row: RowFn) {
     block.debug_check();
+    // Candidate copies of one group, reused by every group of the block.
+    let mut bufs = [[0.0f32; 2 * MAX_LANES]; GROUP_ROWS];
+    let mut one_vector = true;
     let mut r = 0;
     while r < block.rows {
         if block.n > GROUP_MAX_N {
@@ -367,7 +541,7 @@ pub unsafe fn exact_rows<S: SimdF32, const SQUARE: bool>(s: S, block: Rows, long
         } else {
             let count = GROUP_ROWS.min(block.rows - r);
             // SAFETY: rows r .. r + count are inside the block.
-            unsafe { exact_group::<S, SQUARE>(s, block, r, count) };
+            unsafe { exact_group::<S, SQUARE>(s, block, r, count, &mut bufs, &mut one_vector) };
             r += count;
         }
     }
@@ -380,7 +554,14 @@ pub unsafe fn exact_rows<S: SimdF32, const SQUARE: bool>(s: S, block: Rows, long
 ///
 /// As for [`exact_rows`], for these rows.
 #[inline(always)]
-unsafe fn exact_group<S: SimdF32, const SQUARE: bool>(s: S, block: Rows, first: usize, count: usize) {
+unsafe fn exact_group<S: SimdF32, const SQUARE: bool>(
+    s: S,
+    block: Rows,
+    first: usize,
+    count: usize,
+    bufs: &mut [[f32; 2 * MAX_LANES]; GROUP_ROWS],
+    one_vector: &mut bool,
+) {
     debug_assert!(count <= GROUP_ROWS);
     let scale = if SQUARE { 0.5 } else { 1.0 };
     let n = block.n;
@@ -396,6 +577,40 @@ unsafe fn exact_group<S: SimdF32, const SQUARE: bool>(s: S, block: Rows, first: 
         }
     }
     let mut open = live;
+    // Rows whose candidates fit in one vector can take the closed form of
+    // one_vector_threshold instead of the passes below. It measured
+    // faster when the rows average 3 or more candidates, and slower for
+    // fewer, where the first pass is usually final, or when some rows have
+    // too many, whose failed copy is wasted. So each group takes it when
+    // the previous group's candidate counts call for it; both paths see
+    // the counts. The rows' copies go first and their solves after, so
+    // that the out-of-order core overlaps the rows.
+    // Candidate counts of the live rows: their sum, and whether all fit.
+    let (mut candidates, mut all_fit) = (0.0f32, true);
+    if *one_vector {
+        let mut widths = [0usize; GROUP_ROWS];
+        for g in 0..count {
+            if live[g] {
+                // SAFETY: as above.
+                match unsafe { one_vector_candidates(s, block.x_row(first + g), n, max[g], scale, &mut bufs[g]) } {
+                    Some(k) => {
+                        widths[g] = k;
+                        candidates += k as f32;
+                        open[g] = false;
+                    }
+                    None => all_fit = false,
+                }
+            }
+        }
+        for g in 0..count {
+            if live[g] && !open[g] {
+                tau[g] = one_vector_threshold::<S, SQUARE>(s, &bufs[g], widths[g]);
+            }
+        }
+    }
+    let mut first_pass = !*one_vector;
+    // Bit g: row g needs settle_boundary.
+    let mut stalled = 0u32;
     for _ in 0..MAX_PASSES {
         // All passes first and then all updates, so that the dependency
         // chains of several rows sit in the core's instruction window
@@ -408,16 +623,38 @@ unsafe fn exact_group<S: SimdF32, const SQUARE: bool>(s: S, block: Rows, first: 
                 sums[g] = unsafe { support_pass::<S, SQUARE>(s, block.x_row(first + g), n, max[g], scale, tau[g]) };
             }
         }
+        if first_pass {
+            // The first pass runs at τ = −1, so its count is the number of
+            // candidates.
+            let mut most = 0.0f32;
+            for sup in &sums[..count] {
+                candidates += sup.count;
+                most = most.max(sup.count);
+            }
+            all_fit = most <= S::LANES as f32;
+            first_pass = false;
+        }
         for g in 0..GROUP_ROWS {
             if open[g] {
-                let (next, last) = threshold_update::<SQUARE>(&sums[g], tau[g]);
+                let (next, last, stall) = threshold_update::<SQUARE>(&sums[g], tau[g]);
                 tau[g] = next;
                 open[g] = !last;
+                stalled |= u32::from(stall) << g;
             }
         }
         if !open.iter().any(|&o| o) {
             break;
         }
+    }
+    while stalled != 0 {
+        let g = stalled.trailing_zeros() as usize;
+        stalled &= stalled - 1;
+        // SAFETY: as above.
+        tau[g] = unsafe { settle_boundary::<S, SQUARE>(s, block.x_row(first + g), n, max[g], scale, tau[g]) };
+    }
+    let live_rows = live.iter().filter(|&&l| l).count();
+    if live_rows > 0 {
+        *one_vector = all_fit && candidates >= (3 * live_rows) as f32;
     }
     for g in 0..count {
         if live[g] {

@@ -416,3 +416,93 @@ unsafe fn dp_dots_tile<const R: usize>(t: &DotsTile, i0: usize) {
         }
     }
 }
+
+/// Packs the depth pairs of 32 bf16 columns of a row-major B into the B
+/// panel layout of [`bf16_gemm_12x32_avx512bf16`]: for each pair q in
+/// `0 .. pairs`, row `2q` and row `2q + 1` (32 contiguous u16 each, at
+/// `b + 2q·ld` and `b + (2q + 1)·ld`) are interleaved into
+/// `dst[q·64 .. q·64 + 64]`, column j's pair at `2j`. Units are u16
+/// elements; no alignment is required and nothing outside those rows and
+/// the `64·pairs` outputs is touched.
+///
+/// # Safety
+///
+/// The CPU runs AVX-512 F/BW; rows `0 .. 2·pairs` of 32 u16 at stride `ld`
+/// from `b` are readable and `dst[0 .. 64·pairs]` is writable.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn bf16_pack_b_pairs_32_avx512(b: *const u16, ld: usize, pairs: usize, dst: *mut u16) {
+    use core::arch::x86_64::*;
+    // Word 2j of the first output is word j of the even row (index j), and
+    // word 2j + 1 is word j of the odd row (index 32 + j). The second
+    // output takes words j + 16.
+    const fn interleave(first: u16) -> [u16; 32] {
+        let mut idx = [0u16; 32];
+        let mut j = 0;
+        while j < 16 {
+            idx[2 * j] = first + j as u16;
+            idx[2 * j + 1] = 32 + first + j as u16;
+            j += 1;
+        }
+        idx
+    }
+    const LOW: [u16; 32] = interleave(0);
+    const HIGH: [u16; 32] = interleave(16);
+    // SAFETY: the index tables are 64 bytes each; every load reads 32 u16
+    // of rows 2q and 2q + 1 < 2·pairs, and every store writes
+    // dst[q·64 .. q·64 + 64], which the caller guarantees.
+    unsafe {
+        let (low, high) = (_mm512_loadu_si512(LOW.as_ptr().cast()), _mm512_loadu_si512(HIGH.as_ptr().cast()));
+        for q in 0..pairs {
+            let even = _mm512_loadu_si512(b.add(2 * q * ld).cast());
+            let odd = _mm512_loadu_si512(b.add((2 * q + 1) * ld).cast());
+            let out = dst.add(q * 64);
+            _mm512_storeu_si512(out.cast(), _mm512_permutex2var_epi16(even, low, odd));
+            _mm512_storeu_si512(out.add(32).cast(), _mm512_permutex2var_epi16(even, high, odd));
+        }
+    }
+}
+
+/// Packs the depth pairs of 12 rows of a row-major bf16 A into the A panel
+/// layout of [`bf16_gemm_12x32_avx512bf16`]: row i's pair q (u16 elements
+/// `2q` and `2q + 1` of row i, at `a + i·ld`) goes to
+/// `dst[q·24 + 2i .. q·24 + 2i + 2]`, for q in `0 .. pairs`. A pair is one
+/// 32-bit word, so 16 pairs of the 12 rows form a 12 × 16 block of words
+/// that one register transpose turns into 16 panel columns. Units are u16
+/// elements; no alignment is required. Reads stay inside the `2·pairs`
+/// elements of each row; writes stay inside `dst[0 .. 24·pairs]`.
+///
+/// # Safety
+///
+/// The CPU runs AVX-512 F; elements `0 .. 2·pairs` of rows `0 .. 12` at
+/// stride `ld` from `a` are readable and `dst[0 .. 24·pairs]` is writable.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
+pub unsafe fn bf16_pack_a_pairs_12_avx512(a: *const u16, ld: usize, pairs: usize, dst: *mut u16) {
+    use crate::simd::SimdF32;
+    use core::arch::x86_64::*;
+    // SAFETY: the target features above include those of the token.
+    let s = unsafe { Avx512::new_unchecked() };
+    let mut q = 0;
+    // SAFETY: each block reads words q .. q + 16 ≤ pairs of the 12 rows
+    // and writes 12 words at dst + (q + j)·24 for j < 16, inside
+    // dst[0 .. 24·pairs]; the 4 rows past 12 are zero registers.
+    unsafe {
+        while q + 16 <= pairs {
+            let mut rows = [_mm512_setzero_ps(); 16];
+            for (i, row) in rows.iter_mut().take(12).enumerate() {
+                *row = _mm512_loadu_ps(a.add(i * ld + 2 * q).cast());
+            }
+            // Word bit patterns pass through the f32 lane shuffles intact.
+            s.transpose(&mut rows);
+            for (j, col) in rows.iter().enumerate() {
+                _mm512_mask_storeu_ps(dst.add((q + j) * 24).cast(), 0x0FFF, *col);
+            }
+            q += 16;
+        }
+        for q in q..pairs {
+            for i in 0..12 {
+                let word = a.add(i * ld + 2 * q).cast::<u32>().read_unaligned();
+                dst.add(q * 24 + 2 * i).cast::<u32>().write_unaligned(word);
+            }
+        }
+    }
+}
