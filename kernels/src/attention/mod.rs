@@ -218,8 +218,8 @@ static IOTA: [f32; MAX_LANES] = [0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11
 /// Work that [`tile`] interleaves with its products, once per cache line
 /// of B that it reads.
 trait RowHook: Copy {
-    /// What [`RowHook::row`] computes once per row for the calls of
-    /// [`RowHook::line`].
+    /// Per-row state, computed once by [`RowHook::row`] for the calls of
+    /// [`RowHook::line`] on that row.
     type Row: Copy;
 
     /// Runs before the tile reads row `p` of B.
@@ -423,10 +423,10 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
 /// `R·KEYS` vectors are summed `LANES` at a time by
 /// [`SimdF32::reduce_add_lanes`].
 ///
-/// With `ahead`, the prefetcher and the task index of key 0 of the tile,
-/// the tile prefetches each cache line of the K rows ahead of its keys as
-/// it reads the same line of its own rows, so that the requests spread
-/// over the products.
+/// `ahead` is the prefetcher and the task index of key 0 of the tile, or
+/// `None`. With it, the tile prefetches each cache line of the K rows
+/// ahead of its keys as it reads the same line of its own rows. So the
+/// requests spread over the products.
 ///
 /// # Safety
 ///
@@ -636,12 +636,18 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
 ///
 /// Decode reads every K and V byte once, from DRAM when the cache is long.
 /// The hardware prefetchers alone leave the core waiting on misses for
-/// about as long as it computes. So the score loop prefetches the K row
-/// `far` keys after the one it reads, and the P·V loop does the same for
-/// V, and requests follow the order and the rate of consumption. These go to L2, which can hold more
+/// about as long as it computes. So as the score tile reads a cache line
+/// of its K rows, it prefetches the same line of the rows `far` keys
+/// later, and the P·V tile does the same for V. The requests then follow
+/// the order and the rate of consumption. They go to L2, which can hold more
 /// misses in flight than L1, and a second prefetch `near` keys ahead moves
-/// each row from L2 to L1 shortly before the loads. Prefetch never faults,
-/// and only rows below `end`, which the task reads, are named.
+/// each line from L2 to L1 shortly before the loads. Prefetch never
+/// faults, and only rows below `end`, which the task reads, are named.
+///
+/// Spreading the requests over the product loops, one per line, matters.
+/// Issuing each row's lines in a burst from a per-row loop reached about
+/// 65 % of the single-core read bandwidth for f32 K/V at 32768 keys, and
+/// the spread requests 76 to 81 % (Hkv 8, D 128, one Zen 4 core).
 #[derive(Clone, Copy)]
 struct Prefetch<E> {
     /// K and V at key 0 of the task.
@@ -923,10 +929,10 @@ impl Scratch {
 const SOFTMAX_ROWS: usize = 8;
 
 /// Folds a block of `KV_BLOCK` scores that rows `r0 .. r0 + n` attend in
-/// full and without modifiers into their online softmax: replaces each
-/// score x by e^(x − m) with m the new running maximum, adds the row's
-/// sum to its denominator vector and rescales the row's denominator and
-/// accumulator when m grows. Sets `done[i]` for each row it updates and
+/// full and without modifiers into their online softmax. Each score x
+/// becomes e^(x − m), with m the new running maximum. The row's sum goes
+/// into its denominator vector, and when m grows, the denominator and the
+/// accumulator are rescaled first. Sets `done[i]` for each row it updates and
 /// leaves a row with a NaN or infinite score or maximum untouched.
 ///
 /// Each phase runs over all rows before the next, so the rows' horizontal
