@@ -467,7 +467,7 @@ macro_rules! isa_suite {
                             let base = Case::new(sh, scaled(32), extras(dtype, 40 + n as u64));
                             base.check(ISA);
                             // K scaled up block by block makes the running maximum
-                            // grow in every block; scaled down, it stays.
+                            // grow in every block. Scaled down, the maximum stays.
                             for grow in [true, false] {
                                 let mut case = base.clone();
                                 let ks = case.k_strides;

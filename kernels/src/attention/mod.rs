@@ -487,6 +487,10 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
         }
         // Accumulator (r, j) contains the lane partial sums of score (r, j).
         // The tree sums LANES accumulators at a time into one vector.
+        // NOTE: with f16 K/V, 4 rows and D = 128, decode on one Zen 4 core
+        // spends about 90 cycles per key against 64 for its zmm FMAs. These
+        // reductions take about a fifth of the time. Summing pairs of keys
+        // in the two 256-bit halves of one accumulator would halve them.
         let mut chunk = [s.splat(0.0); MAX_LANES];
         let mut buf = [0.0f32; MAX_LANES];
         let mut c = 0;
