@@ -649,9 +649,9 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
 /// faults, and only rows below `end`, which the task reads, are named.
 ///
 /// Spreading the requests over the product loops, one per line, matters.
-/// Issuing each row's lines in a burst from a per-row loop reached about
-/// 65 % of the single-core read bandwidth for f32 K/V at 32768 keys, and
-/// the spread requests 76 to 81 % (Hkv 8, D 128, one Zen 4 core).
+/// With f32 K/V at 32768 keys (Hkv 8, D 128, one Zen 4 core), bursts of
+/// each row's lines from a per-row loop reached about 65 % of the
+/// single-core read bandwidth. The spread requests reached 76 to 81 %.
 #[derive(Clone, Copy)]
 struct Prefetch<E> {
     /// K and V at key 0 of the task.
