@@ -454,6 +454,24 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
     unsafe {
         let rows_ahead = ahead.map_or(RowsAhead::NONE, |(pf, j)| pf.k_rows(j, KEYS));
         let mut x = 0;
+        // Steps of one cache line per row: each step prefetches each line
+        // of the rows ahead once, without a test per vector.
+        while x + per_line * l <= full {
+            rows_ahead.line(s, KEYS, ks, x);
+            for _ in 0..per_line {
+                let mut kv = [s.splat(0.0); KEYS];
+                for (j, v) in kv.iter_mut().enumerate() {
+                    *v = E::load(s, k.add(j * ks + x));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let qv = s.load(q.add(r * dp + x));
+                    for (j, a) in row.iter_mut().enumerate() {
+                        *a = s.fma(qv, kv[j], *a);
+                    }
+                }
+                x += l;
+            }
+        }
         while x < full {
             if (x / l).is_multiple_of(per_line) {
                 rows_ahead.line(s, KEYS, ks, x);
@@ -642,7 +660,8 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
 /// The hardware prefetchers alone leave the core waiting on misses for
 /// about as long as it computes. So as the score tile reads a cache line
 /// of its K rows, it prefetches the same line of the rows `far` keys
-/// later, and the P·V tile does the same for V. The requests then follow
+/// later, and the P·V tile does the same for V, one block of keys ahead
+/// (see [`Prefetch::v_rows`]). The requests then follow
 /// the order and the rate of consumption. They go to L2, which can hold more
 /// misses in flight than L1, and a second prefetch `near` keys ahead moves
 /// each line from L2 to L1 shortly before the loads. Prefetch never
@@ -668,7 +687,8 @@ struct Prefetch<E> {
 
 impl<E: KvElem> Prefetch<E> {
     /// Returns the distances in keys of the L1 and L2 prefetches for rows
-    /// of `row_bytes` bytes: about 4 KiB and 16 KiB ahead in each stream.
+    /// of `row_bytes` bytes: about 4 KiB and 16 KiB ahead in each stream,
+    /// at most one block. V uses a block for the L2 distance instead.
     /// 16 KiB is several times the bytes that DRAM delivers to one core
     /// within its latency. In the decode bench (Hkv 8, D 128, 8192 and
     /// 32768 keys) on one Zen 4 core, 8 to 32 KiB for L2 measured alike,
@@ -685,11 +705,17 @@ impl<E: KvElem> Prefetch<E> {
         Self::rows(self.k, self.ks, j, keys, self.near, self.far, self.end)
     }
 
-    /// Returns the V rows `near` and `far` keys after key `j`, each null
-    /// unless the task reads it.
+    /// Returns the V rows `near` and `KV_BLOCK` keys after key `j`, each
+    /// null unless the task reads it.
+    ///
+    /// The P·V tile reads a block in passes over column ranges, each pass
+    /// prefetching its own lines. With 8 passes (AVX2, D = 128), a row
+    /// `far` keys ahead in the same block was requested only shortly before
+    /// its pass read it, which halved the f32 stream rate. One block ahead
+    /// gives each line a whole block of time in every pass.
     #[inline(always)]
     fn v_rows(&self, j: usize) -> RowsAhead<E> {
-        Self::rows(self.v, self.vs, j, 1, self.near, self.far, self.end)
+        Self::rows(self.v, self.vs, j, 1, self.near, KV_BLOCK, self.end)
     }
 
     #[inline(always)]
