@@ -457,6 +457,54 @@ macro_rules! isa_suite {
             }
 
             #[test]
+            fn full_blocks_rescale_and_nan() {
+                on_isa(ISA, || {
+                    for (n, dtype) in [Dtype::F32, Dtype::F16, Dtype::Bf16].into_iter().enumerate() {
+                        // Four full 64-key blocks and a partial one, at one and
+                        // two positions of a group of four query heads.
+                        for lq in [1, 2] {
+                            let sh = shape(1, 8, 2, lq, 300, 32, 32);
+                            let base = Case::new(sh, scaled(32), extras(dtype, 40 + n as u64));
+                            base.check(ISA);
+                            // K scaled up block by block makes the running maximum
+                            // grow in every block. Scaled down, the maximum stays.
+                            for grow in [true, false] {
+                                let mut case = base.clone();
+                                let ks = case.k_strides;
+                                for h in 0..2 {
+                                    for j in 0..300 {
+                                        let block = (j / 64) as f32;
+                                        let factor = if grow { 1.0 + block } else { 4.0 / (1.0 + block) };
+                                        for d in 0..32 {
+                                            let i = h * ks[1] + j * ks[2] + d;
+                                            let v = case.k.get(i);
+                                            case.k.set(i, v * factor);
+                                        }
+                                    }
+                                }
+                                case.check(ISA);
+                            }
+                            // NaN in a key of the third full block of KV head 0.
+                            let mut case = base.clone();
+                            case.k.set(150 * case.k_strides[2] + 3, f32::NAN);
+                            case.check(ISA);
+                            let (_, lse) = case.run();
+                            for h in 0..8 {
+                                for i in 0..lq {
+                                    let v = lse[h * lq + i];
+                                    if h < 4 {
+                                        assert!(v.is_nan(), "lse h={h} i={i} = {v}: NaN key did not propagate, {dtype:?}");
+                                    } else {
+                                        assert!(v.is_finite(), "lse h={h} i={i} = {v}: NaN reached KV head 1, {dtype:?}");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+
+            #[test]
             fn masks_and_modifiers() {
                 on_isa(ISA, || {
                     let mut seed = 100;

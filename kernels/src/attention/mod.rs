@@ -17,7 +17,7 @@
 //! `attention_kernels!` expands them per instruction set in the sibling
 //! files.
 
-use crate::simd::{exp, f16_bits_to_f32, SimdF32, MAX_LANES};
+use crate::simd::{exp, exp_nonpositive, f16_bits_to_f32, SimdF32, MAX_LANES};
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
@@ -233,26 +233,51 @@ impl AttentionTask {
 pub fn scratch_len(rows: usize, head_dim: usize, v_head_dim: usize) -> usize {
     let dp = head_dim.next_multiple_of(MAX_LANES);
     let dvp = v_head_dim.next_multiple_of(MAX_LANES);
-    rows * dp + head_dim * KV_BLOCK + KV_BLOCK * dvp + rows * KV_BLOCK + rows * dvp + 2 * rows
+    rows * dp + head_dim * KV_BLOCK + KV_BLOCK * dvp + rows * KV_BLOCK + rows * dvp + rows + rows * MAX_LANES
 }
 
 /// Lane indices 0, 1, 2, … as f32, for building per-lane key positions.
 static IOTA: [f32; MAX_LANES] = [0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12., 13., 14., 15.];
 
-/// Work that [`tile`] interleaves with its products, once per row of B.
+/// Work that [`tile`] interleaves with its products, once per cache line
+/// of B that it reads.
 trait RowHook: Copy {
+    /// Per-row state, computed once by [`RowHook::row`] for the calls of
+    /// [`RowHook::line`] on that row.
+    type Row: Copy;
+
     /// Runs before the tile reads row `p` of B.
-    fn before_row(self, p: usize);
+    fn row(self, p: usize) -> Self::Row;
+
+    /// Runs before the tile reads the cache line of that row which
+    /// contains column `col`.
+    fn line(self, row: Self::Row, col: usize);
 }
 
 /// The hook that does nothing.
 impl RowHook for () {
+    type Row = ();
     #[inline(always)]
-    fn before_row(self, _: usize) {}
+    fn row(self, _: usize) {}
+    #[inline(always)]
+    fn line(self, _: (), _: usize) {}
+}
+
+/// Returns how many vectors of `LANES` elements of type `E` fill one
+/// 64-byte cache line, at least 1.
+#[inline(always)]
+const fn vectors_per_line<E>(lanes: usize) -> usize {
+    let bytes = lanes * core::mem::size_of::<E>();
+    if bytes >= 64 {
+        1
+    } else {
+        64 / bytes
+    }
 }
 
 /// Computes `C[0 .. M][0 .. NV·LANES] (+)= A[0 .. M][0 .. k] · B[0 .. k][..]`,
-/// running the hook, if any, before it reads each row p of B.
+/// running the hook, if any, for each cache line of row p of B before it
+/// reads the row. `col` is the column of B at `b`, passed to the hook.
 ///
 /// A is f32 at row stride `lda`, B is of type `B` at row stride `ldb`, C is
 /// f32 at row stride `ldc`. With `accumulate` false, C is not read.
@@ -272,9 +297,11 @@ unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
     ldc: usize,
     k: usize,
     accumulate: bool,
+    col: usize,
     before_row: Option<impl RowHook>,
 ) {
     let l = S::LANES;
+    let per_line = vectors_per_line::<B>(l);
     let mut acc = [[s.splat(0.0); NV]; M];
     // SAFETY: all accesses stay inside the ranges the caller guarantees.
     unsafe {
@@ -287,7 +314,10 @@ unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
         }
         for p in 0..k {
             if let Some(h) = before_row {
-                h.before_row(p);
+                let row = h.row(p);
+                for v in (0..NV).step_by(per_line) {
+                    h.line(row, col + v * l);
+                }
             }
             let mut bv = [s.splat(0.0); NV];
             for (v, x) in bv.iter_mut().enumerate() {
@@ -326,19 +356,21 @@ unsafe fn tile_rows<S: SimdF32, B: KvElem, const NV: usize>(
     ldc: usize,
     k: usize,
     accumulate: bool,
+    col: usize,
     before_row: Option<impl RowHook>,
 ) {
     let f = before_row;
+    let acc = accumulate;
     // SAFETY: forwarded from the caller with M = m.
     unsafe {
         match m {
-            1 => tile::<S, B, 1, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
-            2 => tile::<S, B, 2, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
-            3 => tile::<S, B, 3, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
-            4 => tile::<S, B, 4, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
-            5 => tile::<S, B, 5, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
-            6 => tile::<S, B, 6, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
-            7 => tile::<S, B, 7, NV>(s, a, lda, b, ldb, c, ldc, k, accumulate, f),
+            1 => tile::<S, B, 1, NV>(s, a, lda, b, ldb, c, ldc, k, acc, col, f),
+            2 => tile::<S, B, 2, NV>(s, a, lda, b, ldb, c, ldc, k, acc, col, f),
+            3 => tile::<S, B, 3, NV>(s, a, lda, b, ldb, c, ldc, k, acc, col, f),
+            4 => tile::<S, B, 4, NV>(s, a, lda, b, ldb, c, ldc, k, acc, col, f),
+            5 => tile::<S, B, 5, NV>(s, a, lda, b, ldb, c, ldc, k, acc, col, f),
+            6 => tile::<S, B, 6, NV>(s, a, lda, b, ldb, c, ldc, k, acc, col, f),
+            7 => tile::<S, B, 7, NV>(s, a, lda, b, ldb, c, ldc, k, acc, col, f),
             _ => unreachable!("remainder rows must be below 8"),
         }
     }
@@ -346,9 +378,10 @@ unsafe fn tile_rows<S: SimdF32, B: KvElem, const NV: usize>(
 
 /// Computes `C[m × n] (+)= A[m × k] · B[k × n]` with `MR × NV`-vector
 /// register tiles. `n` must be a multiple of `S::LANES`; B is read only in
-/// rows `0 .. k` and columns `0 .. n`. The first tile runs the hook before
-/// it reads each row p of B, so the hook runs once per row, interleaved
-/// with the products.
+/// rows `0 .. k` and columns `0 .. n`. The first tile of each column
+/// range runs the hook for its lines of each row p of B before it reads
+/// them, so the hook runs once per line of B, interleaved with the
+/// products.
 ///
 /// # Safety
 ///
@@ -378,30 +411,30 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
         while j + NV * l <= n {
             let mut i = 0;
             while i + MR <= m {
-                let hook = (i == 0 && j == 0).then_some(before_row);
+                let hook = (i == 0).then_some(before_row);
                 let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
-                tile::<S, B, MR, NV>(s, a, lda, b.add(j), ldb, c, ldc, k, accumulate, hook);
+                tile::<S, B, MR, NV>(s, a, lda, b.add(j), ldb, c, ldc, k, accumulate, j, hook);
                 i += MR;
             }
             if i < m {
-                let hook = (i == 0 && j == 0).then_some(before_row);
+                let hook = (i == 0).then_some(before_row);
                 let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
-                tile_rows::<S, B, NV>(s, m - i, a, lda, b.add(j), ldb, c, ldc, k, accumulate, hook);
+                tile_rows::<S, B, NV>(s, m - i, a, lda, b.add(j), ldb, c, ldc, k, accumulate, j, hook);
             }
             j += NV * l;
         }
         while j < n {
             let mut i = 0;
             while i + MR <= m {
-                let hook = (i == 0 && j == 0).then_some(before_row);
+                let hook = (i == 0).then_some(before_row);
                 let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
-                tile::<S, B, MR, 1>(s, a, lda, b.add(j), ldb, c, ldc, k, accumulate, hook);
+                tile::<S, B, MR, 1>(s, a, lda, b.add(j), ldb, c, ldc, k, accumulate, j, hook);
                 i += MR;
             }
             if i < m {
-                let hook = (i == 0 && j == 0).then_some(before_row);
+                let hook = (i == 0).then_some(before_row);
                 let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
-                tile_rows::<S, B, 1>(s, m - i, a, lda, b.add(j), ldb, c, ldc, k, accumulate, hook);
+                tile_rows::<S, B, 1>(s, m - i, a, lda, b.add(j), ldb, c, ldc, k, accumulate, j, hook);
             }
             j += l;
         }
@@ -414,12 +447,18 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
 /// `R·KEYS` vectors are summed `LANES` at a time by
 /// [`SimdF32::reduce_add_lanes`].
 ///
+/// `ahead` is the prefetcher and the task index of key 0 of the tile, or
+/// `None`. With it, the tile prefetches each cache line of the K rows
+/// ahead of its keys as it reads the same line of its own rows. So the
+/// requests spread over the products.
+///
 /// # Safety
 ///
 /// `q` contains `R` rows of `dp` f32 (zero-padded past `d`, `dp` a multiple
 /// of the lane count), `k` addresses `KEYS` rows of `d` elements at stride
 /// `ks`, and `sc` covers `R` rows of `KV_BLOCK`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
     s: S,
     q: *const f32,
@@ -428,15 +467,39 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
     ks: usize,
     d: usize,
     sc: *mut f32,
+    ahead: Option<(&Prefetch<E>, usize)>,
 ) {
     let l = S::LANES;
     let full = d / l * l;
+    let per_line = vectors_per_line::<E>(l);
     let mut acc = [[s.splat(0.0); KEYS]; R];
     // SAFETY: K loads stay inside the first d elements of each row (the
     // tail load reads d − x of them), Q loads inside the padded rows.
     unsafe {
+        let rows_ahead = ahead.map_or(RowsAhead::NONE, |(pf, j)| pf.k_rows(j, KEYS));
         let mut x = 0;
+        // Steps of one cache line per row: each step prefetches each line
+        // of the rows ahead once, without a test per vector.
+        while x + per_line * l <= full {
+            rows_ahead.line(s, KEYS, ks, x);
+            for _ in 0..per_line {
+                let mut kv = [s.splat(0.0); KEYS];
+                for (j, v) in kv.iter_mut().enumerate() {
+                    *v = E::load(s, k.add(j * ks + x));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let qv = s.load(q.add(r * dp + x));
+                    for (j, a) in row.iter_mut().enumerate() {
+                        *a = s.fma(qv, kv[j], *a);
+                    }
+                }
+                x += l;
+            }
+        }
         while x < full {
+            if (x / l).is_multiple_of(per_line) {
+                rows_ahead.line(s, KEYS, ks, x);
+            }
             let mut kv = [s.splat(0.0); KEYS];
             for (j, v) in kv.iter_mut().enumerate() {
                 *v = E::load(s, k.add(j * ks + x));
@@ -450,6 +513,9 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
             x += l;
         }
         if x < d {
+            if (x / l).is_multiple_of(per_line) {
+                rows_ahead.line(s, KEYS, ks, x);
+            }
             let mut kv = [s.splat(0.0); KEYS];
             for (j, v) in kv.iter_mut().enumerate() {
                 *v = E::load_tail(s, k.add(j * ks + x), d - x);
@@ -463,6 +529,10 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
         }
         // Accumulator (r, j) contains the lane partial sums of score (r, j).
         // The tree sums LANES accumulators at a time into one vector.
+        // NOTE: with f16 K/V, 4 rows and D = 128, decode on one Zen 4 core
+        // spends about 90 cycles per key against 64 for its zmm FMAs. These
+        // reductions take about a fifth of the time. Summing pairs of keys
+        // in the two 256-bit halves of one accumulator would halve them.
         let mut chunk = [s.splat(0.0); MAX_LANES];
         let mut buf = [0.0f32; MAX_LANES];
         let mut c = 0;
@@ -513,19 +583,13 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
             macro_rules! run {
                 ($rr:literal) => {{
                     while j + DK <= kb {
-                        if r == 0 {
-                            for x in 0..DK {
-                                prefetch.k_after(s, j0 + j + x);
-                            }
-                        }
-                        dot_tile::<S, E, $rr, DK>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j));
+                        let ahead = (r == 0).then_some((prefetch, j0 + j));
+                        dot_tile::<S, E, $rr, DK>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j), ahead);
                         j += DK;
                     }
                     while j < kb {
-                        if r == 0 {
-                            prefetch.k_after(s, j0 + j);
-                        }
-                        dot_tile::<S, E, $rr, 1>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j));
+                        let ahead = (r == 0).then_some((prefetch, j0 + j));
+                        dot_tile::<S, E, $rr, 1>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j), ahead);
                         j += 1;
                     }
                 }};
@@ -618,12 +682,19 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
 ///
 /// Decode reads every K and V byte once, from DRAM when the cache is long.
 /// The hardware prefetchers alone leave the core waiting on misses for
-/// about as long as it computes. So the score loop prefetches the K row
-/// `far` keys after the one it reads, and the P·V loop does the same for
-/// V, and requests follow the order and the rate of consumption. These go to L2, which can hold more
+/// about as long as it computes. So as the score tile reads a cache line
+/// of its K rows, it prefetches the same line of the rows `far` keys
+/// later, and the P·V tile does the same for V, one block of keys ahead
+/// (see [`Prefetch::v_rows`]). The requests then follow
+/// the order and the rate of consumption. They go to L2, which can hold more
 /// misses in flight than L1, and a second prefetch `near` keys ahead moves
-/// each row from L2 to L1 shortly before the loads. Prefetch never faults,
-/// and only rows below `end`, which the task reads, are named.
+/// each line from L2 to L1 shortly before the loads. Prefetch never
+/// faults, and only rows below `end`, which the task reads, are named.
+///
+/// Spreading the requests over the product loops, one per line, matters.
+/// With f32 K/V at 32768 keys (Hkv 8, D 128, one Zen 4 core), bursts of
+/// each row's lines from a per-row loop reached about 65 % of the
+/// single-core read bandwidth. The spread requests reached 76 to 81 %.
 #[derive(Clone, Copy)]
 struct Prefetch<E> {
     /// K and V at key 0 of the task.
@@ -631,8 +702,6 @@ struct Prefetch<E> {
     v: *const E,
     ks: usize,
     vs: usize,
-    d: usize,
-    dv: usize,
     /// One past the last key the task reads.
     end: usize,
     /// Distances in keys of the L1 and L2 prefetches.
@@ -642,7 +711,8 @@ struct Prefetch<E> {
 
 impl<E: KvElem> Prefetch<E> {
     /// Returns the distances in keys of the L1 and L2 prefetches for rows
-    /// of `row_bytes` bytes: about 4 KiB and 16 KiB ahead in each stream.
+    /// of `row_bytes` bytes: about 4 KiB and 16 KiB ahead in each stream,
+    /// at most one block. V uses a block for the L2 distance instead.
     /// 16 KiB is several times the bytes that DRAM delivers to one core
     /// within its latency. In the decode bench (Hkv 8, D 128, 8192 and
     /// 32768 keys) on one Zen 4 core, 8 to 32 KiB for L2 measured alike,
@@ -652,51 +722,71 @@ impl<E: KvElem> Prefetch<E> {
         (keys(4096), keys(16384))
     }
 
-    /// Prefetches the cache lines of one row of `bytes` bytes into L1, or
-    /// into L2 when `far`.
+    /// Returns the K rows `near` and `far` keys after key `j`, each null
+    /// unless the task reads it and the `keys − 1` rows after it.
     #[inline(always)]
-    fn row<S: SimdF32>(s: S, row: *const E, bytes: usize, far: bool) {
-        let row = row as *const u8;
-        let mut x = 0;
-        while x < bytes {
-            if far {
-                s.prefetch_l2(row.wrapping_add(x));
+    fn k_rows(&self, j: usize, keys: usize) -> RowsAhead<E> {
+        Self::rows(self.k, self.ks, j, keys, self.near, self.far, self.end)
+    }
+
+    /// Returns the V rows `near` and `KV_BLOCK` keys after key `j`, each
+    /// null unless the task reads it.
+    ///
+    /// The P·V tile reads a block in passes over column ranges, each pass
+    /// prefetching its own lines. With 8 passes (AVX2, D = 128), a row
+    /// `far` keys ahead in the same block was requested only shortly before
+    /// its pass read it, which halved the f32 stream rate. One block ahead
+    /// gives each line a whole block of time in every pass.
+    #[inline(always)]
+    fn v_rows(&self, j: usize) -> RowsAhead<E> {
+        Self::rows(self.v, self.vs, j, 1, self.near, KV_BLOCK, self.end)
+    }
+
+    #[inline(always)]
+    fn rows(base: *const E, stride: usize, j: usize, keys: usize, near: usize, far: usize, end: usize) -> RowsAhead<E> {
+        let row = |dist: usize| {
+            if j + dist + keys <= end {
+                base.wrapping_add((j + dist) * stride)
             } else {
-                s.prefetch(row.wrapping_add(x));
+                core::ptr::null()
             }
-            x += 64;
-        }
+        };
+        RowsAhead { near: row(near), far: row(far) }
     }
+}
 
-    /// Prefetches the K rows `near` and `far` keys after key `j`, as far as
-    /// the task reads them.
-    #[inline(always)]
-    fn k_after<S: SimdF32>(&self, s: S, j: usize) {
-        let bytes = self.d * core::mem::size_of::<E>();
-        if j + self.near < self.end {
-            Self::row(s, self.k.wrapping_add((j + self.near) * self.ks), bytes, false);
-        }
-        if j + self.far < self.end {
-            Self::row(s, self.k.wrapping_add((j + self.far) * self.ks), bytes, true);
-        }
-    }
+/// The two rows that a decode loop prefetches while it reads a row: one
+/// `near` and one `far` keys ahead, each null when the task does not read
+/// it.
+#[derive(Clone, Copy)]
+struct RowsAhead<E> {
+    near: *const E,
+    far: *const E,
+}
 
-    /// Prefetches the V rows `near` and `far` keys after key `j`, as far as
-    /// the task reads them.
+impl<E> RowsAhead<E> {
+    const NONE: Self = RowsAhead { near: core::ptr::null(), far: core::ptr::null() };
+
+    /// Prefetches the cache line at element `x` of `n` consecutive rows at
+    /// stride `stride` from each of the two rows: into L1 from `near` and
+    /// into L2 from `far`.
     #[inline(always)]
-    fn v_after<S: SimdF32>(&self, s: S, j: usize) {
-        let bytes = self.dv * core::mem::size_of::<E>();
-        if j + self.near < self.end {
-            Self::row(s, self.v.wrapping_add((j + self.near) * self.vs), bytes, false);
+    fn line<S: SimdF32>(self, s: S, n: usize, stride: usize, x: usize) {
+        if !self.near.is_null() {
+            for i in 0..n {
+                s.prefetch(self.near.wrapping_add(i * stride + x).cast());
+            }
         }
-        if j + self.far < self.end {
-            Self::row(s, self.v.wrapping_add((j + self.far) * self.vs), bytes, true);
+        if !self.far.is_null() {
+            for i in 0..n {
+                s.prefetch_l2(self.far.wrapping_add(i * stride + x).cast());
+            }
         }
     }
 }
 
-/// The P·V hook of decode: prefetches the V rows ahead of key `j0 + p` as
-/// the tile reads row p of a block that starts at key `j0`.
+/// The P·V hook of decode: prefetches the lines of the V rows ahead of key
+/// `j0 + p` as the tile reads row p of a block that starts at key `j0`.
 #[derive(Clone, Copy)]
 struct VAhead<S, E> {
     s: S,
@@ -705,9 +795,14 @@ struct VAhead<S, E> {
 }
 
 impl<S: SimdF32, E: KvElem> RowHook for VAhead<S, E> {
+    type Row = RowsAhead<E>;
     #[inline(always)]
-    fn before_row(self, p: usize) {
-        self.prefetch.v_after(self.s, self.j0 + p);
+    fn row(self, p: usize) -> RowsAhead<E> {
+        self.prefetch.v_rows(self.j0 + p)
+    }
+    #[inline(always)]
+    fn line(self, row: RowsAhead<E>, col: usize) {
+        row.line(self.s, 1, 0, col);
     }
 }
 
@@ -857,6 +952,8 @@ struct Scratch {
     scores: *mut f32,
     acc: *mut f32,
     m: *mut f32,
+    /// Per row, a vector of `LANES` partial sums of the softmax
+    /// denominator, at a row stride of `MAX_LANES`.
     l: *mut f32,
 }
 
@@ -879,6 +976,144 @@ impl Scratch {
             let l = m.add(rows);
             Scratch { q, kt, vp, scores, acc, m, l }
         }
+    }
+}
+
+/// Rows that [`softmax_full_rows`] updates in lockstep.
+const SOFTMAX_ROWS: usize = 8;
+
+/// Folds a block of `KV_BLOCK` scores that rows `r0 .. r0 + n` attend in
+/// full and without modifiers into their online softmax. Each score x
+/// becomes e^(x − m), with m the new running maximum. The row's sum goes
+/// into its denominator vector, and when m grows, the denominator and the
+/// accumulator are rescaled first. Sets `done[i]` for each row it updates and
+/// leaves a row with a NaN or infinite score or maximum untouched.
+///
+/// Each phase runs over all rows before the next, so the rows' horizontal
+/// reductions and exponentials overlap instead of forming one chain.
+///
+/// # Safety
+///
+/// `sc` is carved for at least `r0 + n` rows with accumulator rows of
+/// `dvp` f32, a multiple of the lane count; `n <= SOFTMAX_ROWS`.
+#[inline(always)]
+unsafe fn softmax_full_rows<S: SimdF32>(
+    s: S,
+    sc: &Scratch,
+    dvp: usize,
+    r0: usize,
+    n: usize,
+    done: &mut [bool; SOFTMAX_ROWS],
+) {
+    let l = S::LANES;
+    debug_assert!(n <= SOFTMAX_ROWS && KV_BLOCK.is_multiple_of(l) && dvp.is_multiple_of(l));
+    let mut m_new = [0.0f32; SOFTMAX_ROWS];
+    // SAFETY: every access stays inside the score, maximum, denominator
+    // and accumulator rows r0 .. r0 + n of the scratch.
+    unsafe {
+        for i in 0..n {
+            let row = sc.scores.add((r0 + i) * KV_BLOCK);
+            let mut mx = s.splat(f32::NEG_INFINITY);
+            let mut nan = s.mask_none();
+            for x in (0..KV_BLOCK).step_by(l) {
+                let v = s.load(row.add(x));
+                mx = s.max(mx, v);
+                nan = s.mask_or(nan, s.is_nan(v));
+            }
+            let block_max = s.reduce_max(mx);
+            let m_old = *sc.m.add(r0 + i);
+            // m_old is −inf before the first block, else finite here.
+            done[i] = !s.mask_any(nan) && block_max.is_finite() && !m_old.is_nan() && m_old != f32::INFINITY;
+            m_new[i] = m_old.max(block_max);
+        }
+        for i in 0..n {
+            if !done[i] {
+                continue;
+            }
+            let row = sc.scores.add((r0 + i) * KV_BLOCK);
+            let vm = s.splat(m_new[i]);
+            let mut sum = s.splat(0.0);
+            for x in (0..KV_BLOCK).step_by(l) {
+                let p = exp_nonpositive(s, s.sub(s.load(row.add(x)), vm));
+                s.store(row.add(x), p);
+                sum = s.add(sum, p);
+            }
+            let m_old = *sc.m.add(r0 + i);
+            let lv = sc.l.add((r0 + i) * MAX_LANES);
+            if m_new[i] == m_old {
+                s.store(lv, s.add(s.load(lv), sum));
+            } else {
+                // e^(−inf) = 0 clears the state before the first block.
+                let alpha = exp(s, s.splat(m_old - m_new[i]));
+                s.store(lv, s.fma(s.load(lv), alpha, sum));
+                let acc = sc.acc.add((r0 + i) * dvp);
+                for x in (0..dvp).step_by(l) {
+                    s.store(acc.add(x), s.mul(s.load(acc.add(x)), alpha));
+                }
+                *sc.m.add(r0 + i) = m_new[i];
+            }
+        }
+    }
+}
+
+/// Applies the modifiers and masks of row `r` to its scores of the block
+/// of `kb` keys at key `j0`, and folds them into the row's online softmax.
+/// Masked scores become probability 0.
+///
+/// # Safety
+///
+/// As for [`attention_task`], with `sc` carved for the task's rows and
+/// accumulator rows of `dvp` f32.
+#[inline(always)]
+unsafe fn softmax_row<S: SimdF32>(s: S, t: &AttentionTask, sc: &Scratch, dvp: usize, r: usize, j0: usize, kb: usize) {
+    let (g, p) = (r % t.group, r / t.group);
+    let pos = t.first_pos + p as i64;
+    let (lo, hi) = t.key_range(pos);
+    let a = (lo.max(j0 as i64) - j0 as i64).clamp(0, kb as i64) as usize;
+    let e = (hi.min((j0 + kb) as i64) - j0 as i64).clamp(0, kb as i64) as usize;
+    // SAFETY: the score, state and accumulator rows are row r of the
+    // scratch; the bias and slope reads lie inside the task's tensors.
+    unsafe {
+        let srow = sc.scores.add(r * KV_BLOCK);
+        if a >= e {
+            scale_row(s, srow, KV_BLOCK, 0.0, true);
+            return;
+        }
+        let bias = if t.bias.is_null() {
+            core::ptr::null()
+        } else {
+            t.bias.add(g * t.bias_head_stride + p * t.bias_row_stride + j0 + a)
+        };
+        let mods = RowMods {
+            bias,
+            slope: if t.alibi.is_null() { 0.0 } else { *t.alibi.add(g) },
+            dist0: (pos - (j0 + a) as i64) as f32,
+            softcap: t.softcap,
+        };
+        let block_max = modify_and_max(s, srow.add(a), e - a, mods);
+        let m_old = *sc.m.add(r);
+        let m_new = if m_old.is_nan() || block_max.is_nan() { f32::NAN } else { m_old.max(block_max) };
+        let sum = exp_and_sum(s, srow.add(a), e - a, m_new);
+        for x in 0..a {
+            *srow.add(x) = 0.0;
+        }
+        for x in e..kb {
+            *srow.add(x) = 0.0;
+        }
+        let alpha = if m_old == m_new {
+            1.0
+        } else if m_old == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (m_old - m_new).exp()
+        };
+        let lv = sc.l.add(r * MAX_LANES);
+        if alpha != 1.0 {
+            s.store(lv, s.mul(s.load(lv), s.splat(alpha)));
+            scale_row(s, sc.acc.add(r * dvp), dvp, alpha, false);
+        }
+        *lv += sum;
+        *sc.m.add(r) = m_new;
     }
 }
 
@@ -937,7 +1172,7 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
             }
             scale_row(s, sc.acc.add(r * dvp), dvp, 0.0, true);
             *sc.m.add(r) = f32::NEG_INFINITY;
-            *sc.l.add(r) = 0.0;
+            s.store(sc.l.add(r * MAX_LANES), s.splat(0.0));
         }
 
         let last_pos = t.first_pos + t.positions as i64 - 1;
@@ -951,8 +1186,6 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
             v,
             ks: t.k_row_stride,
             vs: t.v_row_stride,
-            d,
-            dv,
             // Prefill reads each K and V row many times from cache, so it
             // names no rows.
             end: if dot { task_hi } else { 0 },
@@ -991,51 +1224,26 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
                 gemm::<S, f32, MR, NV>(s, q, dp, sc.kt, KV_BLOCK, scores, KV_BLOCK, active, KV_BLOCK, d, false, ());
             }
 
-            // Modifiers, masks and the online-softmax update, row by row.
-            for r in 0..rows {
-                let (g, p) = (r % group, r / group);
-                let pos = t.first_pos + p as i64;
-                let (lo, hi) = t.key_range(pos);
-                let a = (lo.max(j0 as i64) - j0 as i64).clamp(0, kb as i64) as usize;
-                let e = (hi.min((j0 + kb) as i64) - j0 as i64).clamp(0, kb as i64) as usize;
-                let srow = sc.scores.add(r * KV_BLOCK);
-                if a >= e {
-                    scale_row(s, srow, KV_BLOCK, 0.0, true);
-                    continue;
+            // Modifiers, masks and the online-softmax update. A block that
+            // every row attends in full, without modifiers, takes the fast
+            // path, which leaves rows with a NaN or infinite score to the
+            // general one.
+            let plain = t.softcap == 0.0 && t.bias.is_null() && t.alibi.is_null();
+            let full = plain
+                && kb == KV_BLOCK
+                && t.key_range(last_pos).0 <= j0 as i64
+                && t.key_range(t.first_pos).1 >= (j0 + kb) as i64;
+            let mut r = 0;
+            while r < rows {
+                let n = (rows - r).min(SOFTMAX_ROWS);
+                let mut done = [false; SOFTMAX_ROWS];
+                if full {
+                    softmax_full_rows(s, &sc, dvp, r, n, &mut done);
                 }
-                let bias = if t.bias.is_null() {
-                    core::ptr::null()
-                } else {
-                    t.bias.add(g * t.bias_head_stride + p * t.bias_row_stride + j0 + a)
-                };
-                let mods = RowMods {
-                    bias,
-                    slope: if t.alibi.is_null() { 0.0 } else { *t.alibi.add(g) },
-                    dist0: (pos - (j0 + a) as i64) as f32,
-                    softcap: t.softcap,
-                };
-                let block_max = modify_and_max(s, srow.add(a), e - a, mods);
-                let m_old = *sc.m.add(r);
-                let m_new = if m_old.is_nan() || block_max.is_nan() { f32::NAN } else { m_old.max(block_max) };
-                let sum = exp_and_sum(s, srow.add(a), e - a, m_new);
-                for x in 0..a {
-                    *srow.add(x) = 0.0;
+                for (i, _) in done[..n].iter().enumerate().filter(|(_, &d)| !d) {
+                    softmax_row(s, t, &sc, dvp, r + i, j0, kb);
                 }
-                for x in e..kb {
-                    *srow.add(x) = 0.0;
-                }
-                let alpha = if m_old == m_new {
-                    1.0
-                } else if m_old == f32::NEG_INFINITY {
-                    0.0
-                } else {
-                    (m_old - m_new).exp()
-                };
-                *sc.l.add(r) = *sc.l.add(r) * alpha + sum;
-                *sc.m.add(r) = m_new;
-                if alpha != 1.0 {
-                    scale_row(s, sc.acc.add(r * dvp), dvp, alpha, false);
-                }
+                r += n;
             }
 
             // acc += P · V over the kb keys of the block, for the rows that
@@ -1057,7 +1265,7 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
         // Normalize and write the rows.
         for r in 0..rows {
             let (g, p) = (r % group, r / group);
-            let (m, sum) = (*sc.m.add(r), *sc.l.add(r));
+            let (m, sum) = (*sc.m.add(r), s.reduce_add(s.load(sc.l.add(r * MAX_LANES))));
             let empty = m == f32::NEG_INFINITY;
             let dst = t.out.add(g * t.out_head_stride + p * t.out_row_stride);
             let src = sc.acc.add(r * dvp);
