@@ -28,7 +28,10 @@ pub mod neon;
 pub mod scalar;
 
 /// Keys per block of the online softmax. A multiple of every lane count.
-pub const KV_BLOCK: usize = 64;
+/// Prefill runs each block as two products over all rows of a task, whose
+/// accumulators are loaded and stored once per block; 128 keys measured
+/// 4% faster than 64 at H32 L2048 D128 (AVX-512, 1 thread).
+pub const KV_BLOCK: usize = 128;
 
 /// Tasks with at most this many query rows compute scores with the
 /// dot-product tile, reading K in place; larger tasks pack Kᵀ per block.
