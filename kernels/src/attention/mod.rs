@@ -28,10 +28,10 @@ pub mod neon;
 pub mod scalar;
 
 /// Keys per block of the online softmax. A multiple of every lane count.
-/// Prefill runs each block as two products over all rows of a task, whose
-/// accumulators are loaded and stored once per block; 128 keys measured
-/// 4% faster than 64 at H32 L2048 D128 (AVX-512, 1 thread).
-pub const KV_BLOCK: usize = 128;
+/// 64 measured faster than 128 for prefill at H12 L512 D64 and H32 L2048
+/// D128 and for f32 decode at 32k keys (AVX-512, 1 thread); 128 was
+/// faster for f16 decode.
+pub const KV_BLOCK: usize = 64;
 
 /// Tasks with at most this many query rows compute scores with the
 /// dot-product tile, reading K in place; larger tasks pack Kᵀ per block.
