@@ -1208,8 +1208,9 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
             // outside it, which the update below sets to probability 0.
             // Causal and sliding-window tasks have such rows in the blocks
             // at the edges of their key range.
-            let (mut r_lo, mut r_hi) = (rows, 0);
-            for r in 0..rows {
+            // Decode keeps every row.
+            let (mut r_lo, mut r_hi) = if dot { (0, rows) } else { (rows, 0) };
+            for r in (0..rows).filter(|_| !dot) {
                 let (lo, hi) = t.key_range(t.first_pos + (r / group) as i64);
                 if lo < (j0 + kb) as i64 && hi > j0 as i64 {
                     r_lo = r_lo.min(r);
@@ -1250,9 +1251,14 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
             }
 
             // acc += P · V over the kb keys of the block, for the rows that
-            // attend any of them. The decode path keeps every row, so that
-            // its V prefetch hook runs.
-            let (r_lo, active) = if dot { (0, rows) } else { (r_lo, active) };
+            // attend any of them.
+            if dot && direct_v {
+                let hook = VAhead { s, prefetch, j0 };
+                let (vs, acc) = (t.v_row_stride, sc.acc);
+                gemm::<S, E, MR, NV>(s, sc.scores, KV_BLOCK, vblk, vs, acc, dvp, rows, dvp, kb, true, hook);
+                j0 += kb;
+                continue;
+            }
             let (scores, acc) = (sc.scores.add(r_lo * KV_BLOCK), sc.acc.add(r_lo * dvp));
             if active > 0 && direct_v {
                 let hook = VAhead { s, prefetch, j0 };
