@@ -523,13 +523,12 @@ fn check_alpha_backward_extremes(isa: Isa) {
     assert_eq!((dx, d_alpha), (vec![0.0; 5], 0.0), "all-zero p");
 }
 
-/// Checks the non-finite and edge policy of every normalizer.
-/// Short rows in groups of 8 whose spread changes from group to group.
-/// Moderate logits give a few candidates per row (the one-vector solve),
-/// wide logits one or two, and narrow logits more than a vector takes (the
-/// passes); dyadic values put ties at the support boundary. The short-row
-/// body picks its path per group from the counts of the group before, so
-/// the sequence crosses every switch.
+/// Checks short rows in groups of 8 whose spread changes from group to
+/// group. Moderate logits give a few candidates per row, which take the
+/// one-vector solve. Wide logits give one or two, and narrow logits more
+/// than a vector takes, which take the passes. Dyadic values put ties at
+/// the support boundary. The short-row body picks its path per group from
+/// the counts of the group before, so the sequence crosses every switch.
 fn check_short_row_groups(isa: Isa) {
     let spreads = [2.0f32, 8.0, 0.3, 2.0, 0.0, 8.0, 2.0, 0.3, 0.0, 2.0];
     for n in [1usize, 2, 7, 16, 17, 33, 64, 100, 256] {
@@ -558,6 +557,7 @@ fn check_short_row_groups(isa: Isa) {
     }
 }
 
+/// Checks the non-finite and edge policy of every normalizer.
 fn check_edge_policy(isa: Isa) {
     let inf = f32::INFINITY;
     let kinds = [Kind::Sparsemax, Kind::Entmax15, Kind::Alpha(1.3), Kind::Alpha(1.0), Kind::Alpha(3.0)];

@@ -210,8 +210,8 @@ pub(crate) unsafe fn pack_bf16_pairs(src: Operand, rows: usize, cols: usize, w: 
         #[cfg(target_arch = "x86_64")]
         if src.cs == 1 && h == w && w == 12 && src.rs > 0 {
             // SAFETY: the vdpbf16ps path that packs these panels runs only
-            // where AVX-512 F/BW are present; rows i0 .. i0 + 12 hold
-            // 2·full_pairs ≤ cols elements each, and the chunk holds
+            // where AVX-512 F/BW are present; rows i0 .. i0 + 12 contain
+            // 2·full_pairs ≤ cols elements each, and the chunk has room for
             // 24·pairs values.
             unsafe {
                 let row0 = p.offset(i0 as isize * src.rs);
@@ -222,8 +222,8 @@ pub(crate) unsafe fn pack_bf16_pairs(src: Operand, rows: usize, cols: usize, w: 
         }
         #[cfg(target_arch = "x86_64")]
         if src.rs == 1 && h == w && w == 32 && src.cs > 0 {
-            // SAFETY: as above; columns 2q and 2q + 1 < cols each hold rows
-            // i0 .. i0 + 32 contiguously, and the chunk holds 64·pairs
+            // SAFETY: as above; columns 2q and 2q + 1 < cols each contain rows
+            // i0 .. i0 + 32 contiguously, and the chunk has room for 64·pairs
             // values.
             unsafe {
                 let col0 = p.add(i0);

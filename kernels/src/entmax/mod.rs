@@ -218,7 +218,7 @@ unsafe fn min_above<S: SimdF32>(s: S, x: *const f32, n: usize, max: f32, scale: 
 /// closed form over the entries strictly above u_b, in differences from
 /// u_b, is exact for ties (u − u_b is exact, as the scale is 1 or ½).
 /// When it puts τ at or above u_b and keeps its support above τ, the ties
-/// at u_b get exactly 0; otherwise `tau` stands. Only stalled rows pay
+/// at u_b get exactly 0. Otherwise `tau` is returned. Only stalled rows pay
 /// these two passes.
 ///
 /// # Safety
@@ -626,12 +626,12 @@ unsafe fn exact_group<S: SimdF32, const SQUARE: bool>(
         if first_pass {
             // The first pass runs at τ = −1, so its count is the number of
             // candidates.
-            let mut most = 0.0f32;
+            let mut max_count = 0.0f32;
             for sup in &sums[..count] {
                 candidates += sup.count;
-                most = most.max(sup.count);
+                max_count = max_count.max(sup.count);
             }
-            all_fit = most <= S::LANES as f32;
+            all_fit = max_count <= S::LANES as f32;
             first_pass = false;
         }
         for g in 0..GROUP_ROWS {
