@@ -318,8 +318,13 @@ unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
         for p in 0..k {
             if let Some(h) = before_row {
                 let row = h.row(p);
+                // When a vector is narrower than a line, only the vectors
+                // that start a line call the hook, so each line reaches it
+                // once.
                 for v in (0..NV).step_by(per_line) {
-                    h.line(row, col + v * l);
+                    if (col + v * l).is_multiple_of(per_line * l) {
+                        h.line(row, col + v * l);
+                    }
                 }
             }
             let mut bv = [s.splat(0.0); NV];
@@ -705,6 +710,8 @@ struct Prefetch<E> {
     v: *const E,
     ks: usize,
     vs: usize,
+    /// Elements per V row.
+    dv: usize,
     /// One past the last key the task reads.
     end: usize,
     /// Distances in keys of the L1 and L2 prefetches.
@@ -714,15 +721,16 @@ struct Prefetch<E> {
 
 impl<E: KvElem> Prefetch<E> {
     /// Returns the distances in keys of the L1 and L2 prefetches for rows
-    /// of `row_bytes` bytes: about 4 KiB and 16 KiB ahead in each stream,
+    /// of `row_bytes` bytes: about 4 KiB and 32 KiB ahead in each stream,
     /// at most one block. V uses a block for the L2 distance instead.
-    /// 16 KiB is several times the bytes that DRAM delivers to one core
+    /// 32 KiB is several times the bytes that DRAM delivers to one core
     /// within its latency. In the decode bench (Hkv 8, D 128, 8192 and
     /// 32768 keys) on one Zen 4 core, 8 to 32 KiB for L2 measured alike,
-    /// and 3 to 6 KiB for L1 took 15 % off the f16 time.
+    /// and 3 to 6 KiB for L1 took 15 % off the f16 time. On one Zen 3 core
+    /// (AVX2), 32 KiB for L2 gave about 5 % more f32 rate than 16 KiB.
     fn distances(row_bytes: usize) -> (usize, usize) {
         let keys = |bytes: usize| (bytes / row_bytes.max(1)).clamp(1, KV_BLOCK);
-        (keys(4096), keys(16384))
+        (keys(4096), keys(32768))
     }
 
     /// Returns the K rows `near` and `far` keys after key `j`, each null
@@ -810,19 +818,34 @@ impl<S: SimdF32, E: KvElem> RowHook for VAhead<S, E> {
 }
 
 /// The P·V hook of decode for a block whose V rows ahead all lie inside
-/// the task. It prefetches the rows `near` and `KV_BLOCK` keys after key
-/// `j0 + p` with no bounds test per row. On one AVX2 core (Zen 3), dropping
-/// the test sped up decode from L3 by 5 to 15 % (Hkv 8, D 128, 1024 keys).
+/// the task. It prefetches row `j0 + near + p` into L1 with no bounds test
+/// per row. On one AVX2 core (Zen 3), dropping the test sped up decode from
+/// L3 by 5 to 15 % (Hkv 8, D 128, 1024 keys).
+///
+/// Into L2 it prefetches the next block, one line per call. When that
+/// block is one contiguous run of whole lines, call (p, col) takes line
+/// `(col / line) · KV_BLOCK + p` of the run, so the requests walk memory in
+/// order while the tile reads the current block column pass by column
+/// pass. Else it takes the line at column `col` of row p of the next block.
+/// On the same core, the in-order requests raised f32 decode at 32768 keys
+/// from 10.5 to about 15 GB/s: DRAM serves a sequential stream faster than
+/// lines 512 bytes apart.
 #[derive(Clone, Copy)]
 struct VAheadInside<S, E> {
     s: S,
-    /// V rows `near` and `KV_BLOCK` keys after the block's first key.
+    /// V row `near` keys after the block's first key.
     near: *const E,
-    far: *const E,
+    /// V row `KV_BLOCK` keys after the block's first key: the next block.
+    next: *const E,
     vs: usize,
+    /// Whether the next block is one contiguous run of whole lines.
+    in_order: bool,
 }
 
 impl<S: SimdF32, E: KvElem> VAheadInside<S, E> {
+    /// Elements of type `E` per 64-byte line.
+    const LINE: usize = 64 / core::mem::size_of::<E>();
+
     /// Returns the hook for the block of `kb` keys at key `j0`, or `None`
     /// when some of its rows ahead lie past the task's last key.
     #[inline(always)]
@@ -830,22 +853,28 @@ impl<S: SimdF32, E: KvElem> VAheadInside<S, E> {
         (j0 + kb + KV_BLOCK <= pf.end && pf.near <= KV_BLOCK).then(|| VAheadInside {
             s,
             near: pf.v.wrapping_add((j0 + pf.near) * pf.vs),
-            far: pf.v.wrapping_add((j0 + KV_BLOCK) * pf.vs),
+            next: pf.v.wrapping_add((j0 + KV_BLOCK) * pf.vs),
             vs: pf.vs,
+            in_order: pf.vs == pf.dv && pf.dv.is_multiple_of(Self::LINE),
         })
     }
 }
 
 impl<S: SimdF32, E: KvElem> RowHook for VAheadInside<S, E> {
-    type Row = (*const E, *const E);
+    type Row = (*const E, usize);
     #[inline(always)]
-    fn row(self, p: usize) -> (*const E, *const E) {
-        (self.near.wrapping_add(p * self.vs), self.far.wrapping_add(p * self.vs))
+    fn row(self, p: usize) -> (*const E, usize) {
+        (self.near.wrapping_add(p * self.vs), p)
     }
     #[inline(always)]
-    fn line(self, (near, far): (*const E, *const E), col: usize) {
+    fn line(self, (near, p): (*const E, usize), col: usize) {
         self.s.prefetch(near.wrapping_add(col).cast());
-        self.s.prefetch_l2(far.wrapping_add(col).cast());
+        let at = if self.in_order {
+            (col / Self::LINE * KV_BLOCK + p) * Self::LINE
+        } else {
+            p * self.vs + col
+        };
+        self.s.prefetch_l2(self.next.wrapping_add(at).cast());
     }
 }
 
@@ -1229,6 +1258,7 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
             v,
             ks: t.k_row_stride,
             vs: t.v_row_stride,
+            dv,
             // Prefill reads each K and V row many times from cache, so it
             // names no rows.
             end: if dot { task_hi } else { 0 },
