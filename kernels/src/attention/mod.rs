@@ -491,16 +491,7 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
         while x + per_line * l <= full {
             rows_ahead.line(s, KEYS, ks, x);
             for _ in 0..per_line {
-                let mut kv = [s.splat(0.0); KEYS];
-                for (j, v) in kv.iter_mut().enumerate() {
-                    *v = E::load(s, k.add(j * ks + x));
-                }
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let qv = s.load(q.add(r * dp + x));
-                    for (j, a) in row.iter_mut().enumerate() {
-                        *a = s.fma(qv, kv[j], *a);
-                    }
-                }
+                dot_step::<S, E, R, KEYS, false>(s, q, dp, k, ks, x, 0, &mut acc);
                 x += l;
             }
         }
@@ -508,32 +499,14 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
             if (x / l).is_multiple_of(per_line) {
                 rows_ahead.line(s, KEYS, ks, x);
             }
-            let mut kv = [s.splat(0.0); KEYS];
-            for (j, v) in kv.iter_mut().enumerate() {
-                *v = E::load(s, k.add(j * ks + x));
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let qv = s.load(q.add(r * dp + x));
-                for (j, a) in row.iter_mut().enumerate() {
-                    *a = s.fma(qv, kv[j], *a);
-                }
-            }
+            dot_step::<S, E, R, KEYS, false>(s, q, dp, k, ks, x, 0, &mut acc);
             x += l;
         }
         if x < d {
             if (x / l).is_multiple_of(per_line) {
                 rows_ahead.line(s, KEYS, ks, x);
             }
-            let mut kv = [s.splat(0.0); KEYS];
-            for (j, v) in kv.iter_mut().enumerate() {
-                *v = E::load_tail(s, k.add(j * ks + x), d - x);
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let qv = s.load(q.add(r * dp + x));
-                for (j, a) in row.iter_mut().enumerate() {
-                    *a = s.fma(qv, kv[j], *a);
-                }
-            }
+            dot_step::<S, E, R, KEYS, true>(s, q, dp, k, ks, x, d - x, &mut acc);
         }
         // Accumulator (r, j) contains the lane partial sums of score (r, j).
         // The tree sums LANES accumulators at a time into one vector.
@@ -555,6 +528,45 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
                 *sc.add(r * KV_BLOCK + j) = x;
             }
             c += n;
+        }
+    }
+}
+
+/// Adds the products of the `R` query rows and the `KEYS` K rows over
+/// elements `x .. x + LANES` to the accumulators: one vector step of
+/// [`dot_tile`]. With `TAIL`, each K row is read only up to element
+/// `x + rest`, and the zero padding of Q covers the rest of the vector.
+///
+/// # Safety
+///
+/// As for [`dot_tile`], with `x` a multiple of the lane count, and
+/// `x + LANES <= d` without `TAIL`, or `rest = d − x < LANES` with it.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot_step<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize, const TAIL: bool>(
+    s: S,
+    q: *const f32,
+    dp: usize,
+    k: *const E,
+    ks: usize,
+    x: usize,
+    rest: usize,
+    acc: &mut [[S::V; KEYS]; R],
+) {
+    // SAFETY: a full vector lies inside the first d elements of each K row
+    // without TAIL, and the tail load reads rest of them with it. Q loads
+    // stay inside the padded rows.
+    unsafe {
+        let mut kv = [s.splat(0.0); KEYS];
+        for (j, v) in kv.iter_mut().enumerate() {
+            let row = k.add(j * ks + x);
+            *v = if TAIL { E::load_tail(s, row, rest) } else { E::load(s, row) };
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            let qv = s.load(q.add(r * dp + x));
+            for (j, a) in row.iter_mut().enumerate() {
+                *a = s.fma(qv, kv[j], *a);
+            }
         }
     }
 }
