@@ -50,13 +50,7 @@ mod x86 {
                 *v = _mm256_fmadd_ps(*v, a, b);
             }
         }
-        let mut out = [0.0f32; 8];
-        let mut sum = 0.0;
-        for v in acc {
-            _mm256_storeu_ps(out.as_mut_ptr(), v);
-            sum += out.iter().sum::<f32>();
-        }
-        sum
+        sum_lanes_avx2(&acc)
     }
 
     /// Issues `iters` rounds of 12 independent `vdpbf16ps`, each 32 bf16
@@ -100,10 +94,16 @@ mod x86 {
                 *v = _mm256_add_ps(*v, unsafe { _mm256_loadu_ps(p.add(8 * k)) });
             }
         }
+        sum_lanes_avx2(&acc)
+    }
+
+    /// Returns the sum of every lane of `acc`.
+    #[target_feature(enable = "avx")]
+    fn sum_lanes_avx2(acc: &[__m256]) -> f32 {
         let mut out = [0.0f32; 8];
         let mut sum = 0.0;
-        for v in acc {
-            // SAFETY: `out` holds 8 floats.
+        for &v in acc {
+            // SAFETY: `out` has room for the 8 floats of one vector.
             unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
             sum += out.iter().sum::<f32>();
         }

@@ -312,14 +312,10 @@ def bench_attention(ctx):
             tq = torch.from_numpy(q)
             tk, tv = torch.from_numpy(k.astype(np.float32)), torch.from_numpy(v.astype(np.float32))
 
-            if "enable_gqa" not in (F.scaled_dot_product_attention.__doc__ or ""):
-                # Older torch lacks enable_gqa, so the peer gets K/V heads repeated.
-                tk, tv = tk.repeat_interleave(hq // hkv, dim=1), tv.repeat_interleave(hq // hkv, dim=1)
+            tk, tv = _sdpa_kv(tk, tv, hq)
 
             def peer():
-                if tk.shape[1] == hq:
-                    return F.scaled_dot_product_attention(tq, tk, tv, scale=scale)
-                return F.scaled_dot_product_attention(tq, tk, tv, scale=scale, enable_gqa=True)
+                return _sdpa_decode(tq, tk, tv, scale)
 
             got = attention(q, k, v, scale=scale, out=out).copy()
             err = max_norm_err(got, peer().numpy())
@@ -341,20 +337,29 @@ STREAMED_MAX_KEYS = 8192
 STREAMED_BYTES = 128 << 20
 
 
+def _sdpa_kv(tk, tv, q_heads):
+    """Returns the peer's K and V: as given, or with each head repeated for
+    its query heads where torch lacks enable_gqa."""
+    import torch.nn.functional as F
+    if "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or ""):
+        return tk, tv
+    rep = q_heads // tk.shape[1]
+    return tk.repeat_interleave(rep, dim=1), tv.repeat_interleave(rep, dim=1)
+
+
+def _sdpa_decode(tq, tk, tv, scale):
+    """Runs the peer's decode on K and V from `_sdpa_kv`."""
+    import torch.nn.functional as F
+    if tk.shape[1] == tq.shape[1]:
+        return F.scaled_dot_product_attention(tq, tk, tv, scale=scale)
+    return F.scaled_dot_product_attention(tq, tk, tv, scale=scale, enable_gqa=True)
+
+
 def _decode_streamed(ctx, attention, q, k32, v32, kv_len, scale):
     """Times decode with each call on the next of several copies of the
     cache, so that K and V come from DRAM as in a model with many layers."""
     import numpy as np
     import torch
-    import torch.nn.functional as F
-
-    def peer_fn(tq, tk, tv, scale):
-        if "enable_gqa" not in (F.scaled_dot_product_attention.__doc__ or ""):
-            # Older torch lacks enable_gqa, so the peer gets K/V heads repeated.
-            rep = tq.shape[1] // tk.shape[1]
-            return F.scaled_dot_product_attention(tq, tk.repeat_interleave(rep, dim=1),
-                                                  tv.repeat_interleave(rep, dim=1), scale=scale)
-        return F.scaled_dot_product_attention(tq, tk, tv, scale=scale, enable_gqa=True)
 
     hq, hkv, dim = q.shape[1], k32.shape[1], q.shape[3]
     copies = max(2, -(-STREAMED_BYTES // (k32.nbytes + v32.nbytes)))
@@ -364,8 +369,8 @@ def _decode_streamed(ctx, attention, q, k32, v32, kv_len, scale):
     for kv_name, dtype in (("f32", np.float32), ("f16", np.float16)):
         ks = [k32.astype(dtype) for _ in range(copies)]
         vs = [v32.astype(dtype) for _ in range(copies)]
-        tks = [torch.from_numpy(k.astype(np.float32)) for k in ks]
-        tvs = [torch.from_numpy(v.astype(np.float32)) for v in vs]
+        peer_kv = [_sdpa_kv(torch.from_numpy(k.astype(np.float32)), torch.from_numpy(v.astype(np.float32)), hq)
+                   for k, v in zip(ks, vs)]
         turn = {"mlak": 0, "peer": 0}
 
         def mlak_call():
@@ -374,17 +379,17 @@ def _decode_streamed(ctx, attention, q, k32, v32, kv_len, scale):
 
         def peer_call():
             i = turn["peer"] = (turn["peer"] + 1) % copies
-            return peer_fn(tq, tks[i], tvs[i], scale)
+            return _sdpa_decode(tq, *peer_kv[i], scale)
 
         got = attention(q, ks[0], vs[0], scale=scale, out=out).copy()
-        err = max_norm_err(got, peer_fn(tq, tks[0], tvs[0], scale).numpy())
+        err = max_norm_err(got, _sdpa_decode(tq, *peer_kv[0], scale).numpy())
         t_mlak = best_time(mlak_call, 0.5, 100)
         t_peer = best_time(peer_call, 0.5, 100)
         results.append(Result("attention", f"decode {kv_name} KV, streamed", f"Hq{hq} Hkv{hkv} D{dim} Lkv {kv_len}",
                               "GB/s", ks[0].nbytes + vs[0].nbytes, t_mlak, "torch sdpa (f32 KV)", t_peer, err, 1e-4,
                               ctx["threads"], ctx["read_gbs"], "read bandwidth"))
         results[-1].seq_len = kv_len
-        del ks, vs, tks, tvs
+        del ks, vs, peer_kv
     return results
 
 
