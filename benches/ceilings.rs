@@ -3,11 +3,11 @@
 //! streaming read bandwidth of one core and of all cores. Prints one JSON
 //! object on stdout. Run with `cargo bench --bench ceilings`.
 //!
-//! One core reads faster from several sequential streams at once than from
-//! one, because each stream gets its own hardware prefetch. So the read
-//! ceiling is the best of 1, 2, 4 and 8 streams read in lockstep (on a
-//! Zen 3 core, 4 streams read about 1.25x faster than 1), and the JSON
-//! names the stream count that reached it.
+//! One core reads several sequential streams at once faster than one,
+//! probably because the hardware prefetcher tracks each stream separately.
+//! So the read ceiling is the best of 1, 2, 4 and 8 streams read in
+//! lockstep, and the JSON names the stream count that reached it. On one
+//! Zen 3 core, 4 streams read about 1.25x faster than 1.
 
 use std::time::Instant;
 
@@ -153,8 +153,8 @@ fn peak(threads: usize, flops_per_iter: f64, kernel: fn(usize) -> f32) -> f64 {
 fn read_bandwidth(data: &[f32], threads: usize, sum: fn(&[f32], usize) -> f32) -> (f64, usize) {
     let mut best = (0.0, 1);
     for streams in STREAMS {
-        // Each thread's part is a whole number of stream groups; the bytes
-        // counted are the ones read.
+        // Each thread's part is a whole number of stream groups, and only
+        // the bytes read are counted.
         let group = streams * CHUNK;
         let per = data.len() / threads / group * group;
         let secs = best_of(5, || {
