@@ -3,6 +3,30 @@
 use super::{SimdF32, MAX_LANES};
 use core::arch::x86_64::*;
 
+/// For each 8-bit lane mask m, the indices of the set lanes of m in
+/// increasing order, one per byte from the lowest, then zeros: the
+/// `vpermps` indices that move the selected lanes to the front.
+static COMPRESS_INDICES: [u64; 256] = compress_indices();
+
+/// Builds [`COMPRESS_INDICES`].
+const fn compress_indices() -> [u64; 256] {
+    let mut table = [0u64; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut lane, mut count, mut packed) = (0, 0, 0u64);
+        while lane < 8 {
+            if m & (1 << lane) != 0 {
+                packed |= (lane as u64) << (8 * count);
+                count += 1;
+            }
+            lane += 1;
+        }
+        table[m] = packed;
+        m += 1;
+    }
+    table
+}
+
 /// Token proving that the CPU runs AVX2, FMA and F16C.
 #[derive(Clone, Copy, Debug)]
 pub struct Avx2(());
@@ -267,6 +291,21 @@ unsafe impl SimdF32 for Avx2 {
     fn to_array(self, v: __m256, out: &mut [f32; MAX_LANES]) {
         // SAFETY: `out` has room for 16 >= 8 values.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) }
+    }
+    #[inline(always)]
+    unsafe fn compress(self, p: *mut f32, m: __m256, v: __m256) -> usize {
+        // AVX2 has no compress instruction. The lane mask selects a
+        // permutation from the table, and a full store writes the moved
+        // lanes and 8 − count unspecified ones.
+        // SAFETY: bits < 256 indexes the table, whose entries are 8 bytes;
+        // the caller guarantees 8 writable values at p. AVX2 is implied by
+        // the token.
+        unsafe {
+            let bits = _mm256_movemask_ps(m) as usize;
+            let packed = _mm_loadl_epi64(COMPRESS_INDICES.as_ptr().add(bits).cast());
+            _mm256_storeu_ps(p, _mm256_permutevar8x32_ps(v, _mm256_cvtepu8_epi32(packed)));
+            bits.count_ones() as usize
+        }
     }
     #[inline(always)]
     unsafe fn load_f16(self, p: *const u16) -> __m256 {

@@ -388,10 +388,29 @@ mod tests {
         }
     }
 
+    fn check_compress<S: SimdF32>(s: S) {
+        let l = S::LANES;
+        let values: Vec<f32> = (0..l).map(|j| j as f32 + 1.0).collect();
+        let v = vector(s, &values);
+        for bits in 0..1usize << l {
+            let flags: Vec<f32> = (0..l).map(|j| ((bits >> j) & 1) as f32).collect();
+            let m = s.gt(vector(s, &flags), s.splat(0.0));
+            let mut out = [f32::NAN; MAX_LANES];
+            // SAFETY: out has MAX_LANES ≥ LANES writable entries.
+            let count = unsafe { s.compress(out.as_mut_ptr(), m, v) };
+            let want: Vec<f32> = (0..l).filter(|j| (bits >> j) & 1 == 1).map(|j| values[j]).collect();
+            assert_eq!(count, want.len(), "compress: count for mask {bits:#x}, LANES = {l}");
+            for (i, (&x, &y)) in out.iter().zip(&want).enumerate() {
+                assert_eq!(x, y, "compress: entry {i} for mask {bits:#x}, LANES = {l}");
+            }
+        }
+    }
+
     fn check_all<S: SimdF32>(s: S) {
         check_transpose(s);
         check_reduce_add_lanes(s);
         check_bf16_pairs(s);
+        check_compress(s);
     }
 
     #[test]
