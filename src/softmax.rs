@@ -14,13 +14,15 @@ use crate::validate;
 pub use mlak_kernels::softmax::Confidence;
 
 type RowMapFn = unsafe fn(*const f32, *mut f32, usize, f32);
+type RowsMapFn = unsafe fn(*const f32, usize, *mut f32, usize, usize, usize, f32);
 type ConfidenceFn = unsafe fn(*const f32, usize, f32) -> Confidence;
 type ExpFn = unsafe fn(*const f32, *mut f32, usize);
 
 /// The softmax family's entry points at one dispatch level.
 pub(crate) struct SoftmaxKernels {
     pub(crate) softmax: RowMapFn,
-    log_softmax: RowMapFn,
+    softmax_rows: RowsMapFn,
+    log_softmax_rows: RowsMapFn,
     confidence: ConfidenceFn,
     pub(crate) exp: ExpFn,
 }
@@ -30,7 +32,8 @@ impl SoftmaxKernels {
         use mlak_kernels::softmax::scalar::*;
         SoftmaxKernels {
             softmax: f32_softmax_scalar,
-            log_softmax: f32_logsoftmax_scalar,
+            softmax_rows: f32_softmax_rows_scalar,
+            log_softmax_rows: f32_logsoftmax_rows_scalar,
             confidence: f32_confidence_scalar,
             exp: f32_exp_scalar,
         }
@@ -40,7 +43,8 @@ impl SoftmaxKernels {
         use mlak_kernels::softmax::avx2::*;
         SoftmaxKernels {
             softmax: f32_softmax_avx2,
-            log_softmax: f32_logsoftmax_avx2,
+            softmax_rows: f32_softmax_rows_avx2,
+            log_softmax_rows: f32_logsoftmax_rows_avx2,
             confidence: f32_confidence_avx2,
             exp: f32_exp_avx2,
         }
@@ -50,7 +54,8 @@ impl SoftmaxKernels {
         use mlak_kernels::softmax::avx512::*;
         SoftmaxKernels {
             softmax: f32_softmax_avx512,
-            log_softmax: f32_logsoftmax_avx512,
+            softmax_rows: f32_softmax_rows_avx512,
+            log_softmax_rows: f32_logsoftmax_rows_avx512,
             confidence: f32_confidence_avx512,
             exp: f32_exp_avx512,
         }
@@ -60,7 +65,8 @@ impl SoftmaxKernels {
         use mlak_kernels::softmax::neon::*;
         SoftmaxKernels {
             softmax: f32_softmax_neon,
-            log_softmax: f32_logsoftmax_neon,
+            softmax_rows: f32_softmax_rows_neon,
+            log_softmax_rows: f32_logsoftmax_rows_neon,
             confidence: f32_confidence_neon,
             exp: f32_exp_neon,
         }
@@ -106,17 +112,16 @@ pub(crate) unsafe fn map_rows(
 ) -> Result<()> {
     let k = kernels()?;
     let f = match map {
-        RowMap::Softmax => k.softmax.softmax,
-        RowMap::LogSoftmax => k.softmax.log_softmax,
+        RowMap::Softmax => k.softmax.softmax_rows,
+        RowMap::LogSoftmax => k.softmax.log_softmax_rows,
     };
     let threads = num_threads()?;
     let (x, y) = (SharedPtr(x as *mut f32), SharedPtr(y));
     parallel_for(shape.rows, rows_per_chunk(shape.n), threads, |rows| {
-        for r in rows {
-            // SAFETY: row r lies inside both buffers by the caller's
-            // contract, and each row is handled by exactly one thread.
-            unsafe { f(x.get().add(r * shape.x_stride), y.get().add(r * y_stride), shape.n, inv_t) };
-        }
+        let (xr, yr) = (x.get().wrapping_add(rows.start * shape.x_stride), y.get().wrapping_add(rows.start * y_stride));
+        // SAFETY: the rows of the range lie inside both buffers by the
+        // caller's contract, and each row is handled by exactly one thread.
+        unsafe { f(xr, shape.x_stride, yr, y_stride, rows.len(), shape.n, inv_t) };
     });
     Ok(())
 }

@@ -252,6 +252,40 @@ macro_rules! isa_suite {
             }
 
             #[test]
+            fn short_row_groups_with_nonfinite_rows() {
+                on_isa(ISA, || {
+                    // 17 rows of 37 in one call: whole groups of rows, some
+                    // holding a NaN, +inf or all −inf row next to plain ones,
+                    // and a remainder, at a padded stride, out of place and in
+                    // place.
+                    let (rows, n, stride) = (17, 37, 40);
+                    let inf = f32::INFINITY;
+                    let mut data = Rng::new(13).vec(rows * stride, -6.0, 6.0);
+                    data[2 * stride + 4] = f32::NAN;
+                    data[5 * stride..5 * stride + n].fill(-inf);
+                    data[9 * stride + 30] = inf;
+                    data[12 * stride] = -inf;
+                    let rows_of = |y: &[f32], r: usize| y[r * stride..r * stride + n].to_vec();
+                    let mut y = vec![0.0f32; rows * stride];
+                    mlak::softmax(&data, stride, &mut y, stride, rows, n, 1.5).unwrap();
+                    for r in 0..rows {
+                        check_softmax_row(&rows_of(&y, r), &rows_of(&data, r), 1.5, r, "17 rows, n = 37, groups");
+                    }
+                    mlak::log_softmax(&data, stride, &mut y, stride, rows, n, 1.5).unwrap();
+                    for r in 0..rows {
+                        check_log_softmax_row(&rows_of(&y, r), &rows_of(&data, r), 1.5, r, "17 rows, n = 37, groups");
+                    }
+                    let mut xy = data.clone();
+                    mlak::softmax_in_place(&mut xy, stride, rows, n, 1.5).unwrap();
+                    for r in 0..rows {
+                        check_softmax_row(&rows_of(&xy, r), &rows_of(&data, r), 1.5, r, "17 rows in place");
+                        let pad = r * stride + n..(r + 1) * stride;
+                        assert_eq!(&xy[pad.clone()], &data[pad], "row {r}: padding written in place");
+                    }
+                });
+            }
+
+            #[test]
             fn confidence_edge_rows() {
                 on_isa(ISA, || {
                     let mut c = [Confidence::default(); 1];

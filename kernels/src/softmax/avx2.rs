@@ -7,6 +7,8 @@ super::softmax_kernels!(
     ["avx2", "fma", "f16c"],
     f32_softmax_avx2,
     f32_logsoftmax_avx2,
+    f32_softmax_rows_avx2,
+    f32_logsoftmax_rows_avx2,
     f32_confidence_avx2,
     f32_exp_avx2
 );

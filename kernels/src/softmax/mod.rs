@@ -2,8 +2,9 @@
 //!
 //! The bodies are written once against [`SimdF32`] and instantiated per
 //! instruction set by `softmax_kernels!` in the sibling files. Every body
-//! takes one contiguous row; the driver in the `mlak` crate walks rows,
-//! strides and threads.
+//! takes one contiguous row, except [`softmax_rows`], which takes a block
+//! of rows so that short rows share their passes. The driver in the `mlak`
+//! crate walks strides and threads.
 //!
 //! Non-finite policy shared by all of them:
 //! - a NaN anywhere in the row makes every output of the row NaN;
@@ -128,28 +129,63 @@ pub unsafe fn softmax_row<S: SimdF32, const LOG: bool>(
     inv_t: f32,
 ) {
     debug_assert!(inv_t > 0.0 && inv_t.is_finite());
-    let l = S::LANES;
-    // SAFETY: the caller's contract covers x[0 .. n] and y[0 .. n]; every
-    // access below stays inside them.
+    // SAFETY: the caller's contract covers x[0 .. n] and y[0 .. n], which
+    // is all that the passes access.
     unsafe {
         let (m, nan) = max_and_nan(s, x, n);
-        if nan {
-            return fill(s, y, n, f32::NAN);
+        if nan || !m.is_finite() {
+            return special_row::<S, LOG>(s, y, n, m, nan);
         }
-        if m == f32::NEG_INFINITY {
-            let empty = if LOG { f32::NEG_INFINITY } else { 0.0 };
-            return fill(s, y, n, empty);
-        }
-        if m == f32::INFINITY {
-            return fill(s, y, n, f32::NAN);
-        }
-        // From here x − m <= 0 and no entry is NaN, as exp_nonpositive needs.
+        let sum = exp_and_sum::<S, LOG>(s, x, y, n, m, inv_t);
+        normalize::<S, LOG>(s, x, y, n, m, inv_t, sum);
+    }
+}
 
-        let vm = s.splat(m);
-        let vt = s.splat(inv_t);
-        let zero = s.splat(0.0);
-        let (mut s0, mut s1, mut s2, mut s3) = (zero, zero, zero, zero);
-        let mut i = 0;
+/// Fills the output row of a row whose maximum `m` is not finite or that
+/// contains a NaN (`nan`): NaN for a NaN or a +inf, and the empty
+/// distribution for an all −inf row.
+///
+/// # Safety
+///
+/// `y[0 .. n]` must be writable.
+#[inline(always)]
+unsafe fn special_row<S: SimdF32, const LOG: bool>(s: S, y: *mut f32, n: usize, m: f32, nan: bool) {
+    let value = if nan || m == f32::INFINITY {
+        f32::NAN
+    } else if LOG {
+        f32::NEG_INFINITY
+    } else {
+        0.0
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { fill(s, y, n, value) }
+}
+
+/// Pass 2 of [`softmax_row`]: returns Σ e with e = exp((x − m)·inv_t), and
+/// stores e into `y` unless `LOG` is set.
+///
+/// # Safety
+///
+/// As for [`softmax_row`], with `m` the finite maximum of a row without
+/// NaN, so that x − m ≤ 0 as `exp_nonpositive` needs.
+#[inline(always)]
+unsafe fn exp_and_sum<S: SimdF32, const LOG: bool>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    n: usize,
+    m: f32,
+    inv_t: f32,
+) -> f32 {
+    let l = S::LANES;
+    let vm = s.splat(m);
+    let vt = s.splat(inv_t);
+    let zero = s.splat(0.0);
+    let (mut s0, mut s1, mut s2, mut s3) = (zero, zero, zero, zero);
+    let mut i = 0;
+    // SAFETY: loads and stores cover x[i .. i + l] and y[i .. i + l] with
+    // i + l <= n, or the tails up to n.
+    unsafe {
         while i + 4 * l <= n {
             let e0 = exp_nonpositive(s, s.mul(s.sub(s.load(x.add(i)), vm), vt));
             let e1 = exp_nonpositive(s, s.mul(s.sub(s.load(x.add(i + l)), vm), vt));
@@ -184,11 +220,33 @@ pub unsafe fn softmax_row<S: SimdF32, const LOG: bool>(
             }
             s0 = s.add(s0, e);
         }
-        let sum = s.reduce_add(s.add(s.add(s0, s1), s.add(s2, s3)));
+    }
+    s.reduce_add(s.add(s.add(s0, s1), s.add(s2, s3)))
+}
 
-        let mut i = 0;
+/// Pass 3 of [`softmax_row`]: scales the stored e by 1 / `sum` for
+/// softmax, or writes (x − m)·inv_t − ln `sum` for log-softmax.
+///
+/// # Safety
+///
+/// As for [`exp_and_sum`], after it ran on the same row.
+#[inline(always)]
+unsafe fn normalize<S: SimdF32, const LOG: bool>(
+    s: S,
+    x: *const f32,
+    y: *mut f32,
+    n: usize,
+    m: f32,
+    inv_t: f32,
+    sum: f32,
+) {
+    let l = S::LANES;
+    let (vm, vt) = (s.splat(m), s.splat(inv_t));
+    let mut i = 0;
+    // SAFETY: loads and stores cover x[i .. i + l] and y[i .. i + l] with
+    // i + l <= n, or the tails up to n.
+    unsafe {
         if LOG {
-            // log p = (x − m)·inv_t − ln Σ e
             let lse = s.splat(-sum.ln());
             while i + l <= n {
                 let v = s.fma(s.sub(s.load(x.add(i)), vm), vt, lse);
@@ -209,6 +267,76 @@ pub unsafe fn softmax_row<S: SimdF32, const LOG: bool>(
                 let v = s.load_tail(y.add(i), n - i, 0.0);
                 s.store_tail(y.add(i), n - i, s.mul(v, r));
             }
+        }
+    }
+}
+
+/// Rows that [`softmax_rows`] processes in lockstep when they are short.
+/// One short row is a chain of dependent passes and reductions, so each
+/// pass runs over the whole group before the next, and the out-of-order
+/// core overlaps the rows' chains.
+pub const SOFTMAX_GROUP_ROWS: usize = 4;
+
+/// Longest row that [`softmax_rows`] processes in groups. Longer rows have
+/// enough independent vectors in each pass on their own.
+pub const SOFTMAX_GROUP_MAX_N: usize = 256;
+
+/// Computes [`softmax_row`] (or log-softmax with `LOG`) for `rows` rows of
+/// `n` elements: row r of the input at `x + r·x_stride`, of the output at
+/// `y + r·y_stride`. Short rows go in groups of [`SOFTMAX_GROUP_ROWS`].
+///
+/// # Safety
+///
+/// As for [`softmax_row`] for every row. Output row r equals input row r
+/// (in place) or overlaps no input row and no other output row.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn softmax_rows<S: SimdF32, const LOG: bool>(
+    s: S,
+    x: *const f32,
+    x_stride: usize,
+    y: *mut f32,
+    y_stride: usize,
+    rows: usize,
+    n: usize,
+    inv_t: f32,
+) {
+    const G: usize = SOFTMAX_GROUP_ROWS;
+    let x_row = |r: usize| x.wrapping_add(r * x_stride);
+    let y_row = |r: usize| y.wrapping_add(r * y_stride);
+    let mut r = 0;
+    // SAFETY: every row below is inside the block, which the caller's
+    // contract covers. A group's passes write only its own output rows, so
+    // they change no other row's input.
+    unsafe {
+        if n <= SOFTMAX_GROUP_MAX_N {
+            while r + G <= rows {
+                let xs: [*const f32; G] = core::array::from_fn(|g| x_row(r + g));
+                let ys: [*mut f32; G] = core::array::from_fn(|g| y_row(r + g));
+                let mut max = [0.0f32; G];
+                let mut plain = true;
+                for g in 0..G {
+                    let (m, nan) = max_and_nan(s, xs[g], n);
+                    max[g] = m;
+                    plain &= !nan && m.is_finite();
+                }
+                if plain {
+                    let sums: [f32; G] =
+                        core::array::from_fn(|g| exp_and_sum::<S, LOG>(s, xs[g], ys[g], n, max[g], inv_t));
+                    for g in 0..G {
+                        normalize::<S, LOG>(s, xs[g], ys[g], n, max[g], inv_t, sums[g]);
+                    }
+                } else {
+                    for g in 0..G {
+                        softmax_row::<S, LOG>(s, xs[g], ys[g], n, inv_t);
+                    }
+                }
+                r += G;
+            }
+        }
+        while r < rows {
+            softmax_row::<S, LOG>(s, x_row(r), y_row(r), n, inv_t);
+            r += 1;
         }
     }
 }
@@ -438,7 +566,8 @@ pub unsafe fn exp_row<S: SimdF32>(s: S, x: *const f32, y: *mut f32, n: usize) {
 /// bodies are the generic functions above; only the token and the
 /// `#[target_feature]` set change.
 macro_rules! softmax_kernels {
-    ($token:ty, [$($feature:literal),*], $softmax:ident, $log_softmax:ident, $confidence:ident, $exp:ident) => {
+    ($token:ty, [$($feature:literal),*], $softmax:ident, $log_softmax:ident, $softmax_rows:ident,
+     $log_softmax_rows:ident, $confidence:ident, $exp:ident) => {
         /// Row softmax; see [`softmax_row`](crate::softmax::softmax_row).
         ///
         /// # Safety
@@ -459,6 +588,50 @@ macro_rules! softmax_kernels {
         pub unsafe fn $log_softmax(x: *const f32, y: *mut f32, n: usize, inv_t: f32) {
             // SAFETY: the caller guarantees the ISA and the row contract.
             unsafe { crate::softmax::softmax_row::<_, true>(<$token>::new_unchecked(), x, y, n, inv_t) }
+        }
+
+        /// Softmax of a block of rows; see
+        /// [`softmax_rows`](crate::softmax::softmax_rows).
+        ///
+        /// # Safety
+        ///
+        /// As for `softmax_rows`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        pub unsafe fn $softmax_rows(
+            x: *const f32,
+            xs: usize,
+            y: *mut f32,
+            ys: usize,
+            rows: usize,
+            n: usize,
+            inv_t: f32,
+        ) {
+            // SAFETY: the caller guarantees the ISA and the block contract.
+            unsafe {
+                crate::softmax::softmax_rows::<_, false>(<$token>::new_unchecked(), x, xs, y, ys, rows, n, inv_t)
+            }
+        }
+
+        /// Log-softmax of a block of rows; see
+        /// [`softmax_rows`](crate::softmax::softmax_rows).
+        ///
+        /// # Safety
+        ///
+        /// As for `softmax_rows`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        pub unsafe fn $log_softmax_rows(
+            x: *const f32,
+            xs: usize,
+            y: *mut f32,
+            ys: usize,
+            rows: usize,
+            n: usize,
+            inv_t: f32,
+        ) {
+            // SAFETY: the caller guarantees the ISA and the block contract.
+            unsafe {
+                crate::softmax::softmax_rows::<_, true>(<$token>::new_unchecked(), x, xs, y, ys, rows, n, inv_t)
+            }
         }
 
         /// Row confidence estimators; see

@@ -7,6 +7,8 @@ super::softmax_kernels!(
     ["neon"],
     f32_softmax_neon,
     f32_logsoftmax_neon,
+    f32_softmax_rows_neon,
+    f32_logsoftmax_rows_neon,
     f32_confidence_neon,
     f32_exp_neon
 );

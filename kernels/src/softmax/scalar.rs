@@ -8,6 +8,8 @@ super::softmax_kernels!(
     [],
     f32_softmax_scalar,
     f32_logsoftmax_scalar,
+    f32_softmax_rows_scalar,
+    f32_logsoftmax_rows_scalar,
     f32_confidence_scalar,
     f32_exp_scalar
 );
