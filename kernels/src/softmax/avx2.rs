@@ -6,7 +6,6 @@ super::softmax_kernels!(
     Avx2,
     ["avx2", "fma", "f16c"],
     f32_softmax_avx2,
-    f32_logsoftmax_avx2,
     f32_softmax_rows_avx2,
     f32_logsoftmax_rows_avx2,
     f32_confidence_avx2,

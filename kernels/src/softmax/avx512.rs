@@ -7,7 +7,6 @@ super::softmax_kernels!(
     Avx512,
     ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "f16c"],
     f32_softmax_avx512,
-    f32_logsoftmax_avx512,
     f32_softmax_rows_avx512,
     f32_logsoftmax_rows_avx512,
     f32_confidence_avx512,

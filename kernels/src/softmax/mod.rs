@@ -277,8 +277,8 @@ unsafe fn normalize<S: SimdF32, const LOG: bool>(
 /// core overlaps the rows' chains.
 pub const SOFTMAX_GROUP_ROWS: usize = 4;
 
-/// Longest row that [`softmax_rows`] processes in groups. Longer rows have
-/// enough independent vectors in each pass on their own.
+/// Maximum row length that [`softmax_rows`] processes in groups. Longer
+/// rows have enough independent vectors in each pass on their own.
 pub const SOFTMAX_GROUP_MAX_N: usize = 256;
 
 /// Computes [`softmax_row`] (or log-softmax with `LOG`) for `rows` rows of
@@ -566,8 +566,8 @@ pub unsafe fn exp_row<S: SimdF32>(s: S, x: *const f32, y: *mut f32, n: usize) {
 /// bodies are the generic functions above; only the token and the
 /// `#[target_feature]` set change.
 macro_rules! softmax_kernels {
-    ($token:ty, [$($feature:literal),*], $softmax:ident, $log_softmax:ident, $softmax_rows:ident,
-     $log_softmax_rows:ident, $confidence:ident, $exp:ident) => {
+    ($token:ty, [$($feature:literal),*], $softmax:ident, $softmax_rows:ident, $log_softmax_rows:ident,
+     $confidence:ident, $exp:ident) => {
         /// Row softmax; see [`softmax_row`](crate::softmax::softmax_row).
         ///
         /// # Safety
@@ -577,17 +577,6 @@ macro_rules! softmax_kernels {
         pub unsafe fn $softmax(x: *const f32, y: *mut f32, n: usize, inv_t: f32) {
             // SAFETY: the caller guarantees the ISA and the row contract.
             unsafe { crate::softmax::softmax_row::<_, false>(<$token>::new_unchecked(), x, y, n, inv_t) }
-        }
-
-        /// Row log-softmax; see [`softmax_row`](crate::softmax::softmax_row).
-        ///
-        /// # Safety
-        ///
-        /// As for `softmax_row`, and the CPU runs this instruction set.
-        $(#[target_feature(enable = $feature)])*
-        pub unsafe fn $log_softmax(x: *const f32, y: *mut f32, n: usize, inv_t: f32) {
-            // SAFETY: the caller guarantees the ISA and the row contract.
-            unsafe { crate::softmax::softmax_row::<_, true>(<$token>::new_unchecked(), x, y, n, inv_t) }
         }
 
         /// Softmax of a block of rows; see

@@ -6,7 +6,6 @@ super::softmax_kernels!(
     Neon,
     ["neon"],
     f32_softmax_neon,
-    f32_logsoftmax_neon,
     f32_softmax_rows_neon,
     f32_logsoftmax_rows_neon,
     f32_confidence_neon,

@@ -7,7 +7,6 @@ super::softmax_kernels!(
     Scalar,
     [],
     f32_softmax_scalar,
-    f32_logsoftmax_scalar,
     f32_softmax_rows_scalar,
     f32_logsoftmax_rows_scalar,
     f32_confidence_scalar,
