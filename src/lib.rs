@@ -26,6 +26,7 @@ pub mod reference;
 mod softmax;
 mod threads;
 mod validate;
+mod workspace;
 
 pub use attention::{
     attention, contiguous_strides, AttentionArgs, AttentionOptions, AttentionShape, KvSlice,

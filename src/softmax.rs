@@ -9,7 +9,7 @@
 
 use crate::dispatch::kernels;
 use crate::error::{Error, Result};
-use crate::threads::{num_threads, parallel_for, SharedPtr};
+use crate::threads::{num_threads, parallel_for, SharedPtr, MIN_ELEMS_PER_THREAD};
 use crate::validate;
 pub use mlak_kernels::softmax::Confidence;
 
@@ -72,10 +72,6 @@ impl SoftmaxKernels {
         }
     };
 }
-
-/// Rows below this many elements in total run on one thread: spawning costs
-/// about as much as normalizing 64K elements.
-const MIN_ELEMS_PER_THREAD: usize = 1 << 16;
 
 pub(crate) fn rows_per_chunk(n: usize) -> usize {
     (MIN_ELEMS_PER_THREAD / n.max(1)).max(1)

@@ -1,4 +1,8 @@
-"""Library loading, dispatch control and the error mapping."""
+"""Library loading, dispatch control, threads and the error mapping."""
+
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -39,6 +43,45 @@ def test_threads_round_trip():
     assert mlak.num_threads() >= 1
     with pytest.raises(ValueError):
         mlak.set_num_threads(-1)
+
+
+def test_threaded_calls_work_in_a_forked_child():
+    """A child made by fork has none of its parent's worker threads. A
+    threaded call there must still finish and give the same result."""
+    if not hasattr(os, "fork"):
+        pytest.skip("os.fork is not available here")
+    from mlak.attention import attention
+
+    rng = np.random.default_rng(7)
+    q = rng.standard_normal((1, 8, 1, 16), dtype=np.float32)
+    k = rng.standard_normal((1, 8, 40, 16), dtype=np.float32)
+    v = rng.standard_normal((1, 8, 40, 16), dtype=np.float32)
+    mlak.set_num_threads(2)
+    try:
+        # 8 KV heads give 8 tasks, so the call runs on 2 threads.
+        want = attention(q, k, v, scale=0.25).copy()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                got = attention(q, k, v, scale=0.25)
+                code = 0 if np.array_equal(got, want) else 3
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 60
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung in a threaded call for 60 s")
+            time.sleep(0.02)
+        assert os.WIFEXITED(status), f"child exit status {status:#x}"
+        assert os.WEXITSTATUS(status) == 0, f"child exit code {os.WEXITSTATUS(status)}"
+    finally:
+        mlak.set_num_threads(0)
 
 
 def test_error_classes_carry_status_and_message():

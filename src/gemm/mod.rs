@@ -29,8 +29,9 @@ pub(crate) use pack::Operand;
 
 use crate::dispatch::kernels;
 use crate::dtype::Dtype;
-use crate::error::{Error, Result, Status};
+use crate::error::Result;
 use crate::threads::{num_threads, parallel_for, SharedPtr};
+use crate::workspace::Workspace;
 
 type TileFn = unsafe fn(usize, f32, *const f32, *const f32, f32, *mut f32, isize, isize, usize, usize);
 type SkinnyRowsFn = unsafe fn(usize, usize, usize, *const f32, *const f32, usize, *mut f32, usize, *mut f32, usize);
@@ -146,12 +147,11 @@ impl GemmKernels {
 /// Largest small dimension that takes the skinny path.
 pub(crate) const SKINNY_MAX: usize = 16;
 
-/// Multiply-adds below which a call runs on one thread.
-///
-/// NOTE: an estimate, not a measurement on an idle machine: 2^22
-/// multiply-adds take about 40 µs at 100 GFLOP/s, a few times the cost of
-/// spawning and joining a scoped thread.
-const MIN_MACS_PER_THREAD: usize = 1 << 22;
+/// Multiply-adds per thread below which a call uses fewer threads. With
+/// the persistent workers, 2 threads on one Zen 5 machine took 0.99x the
+/// 1-thread time at 64³ (2^18 multiply-adds), 0.87x at 96³, 0.76x at 128³
+/// and 0.66x for 1 × 1024 × 1024.
+const MIN_MACS_PER_THREAD: usize = 1 << 18;
 
 /// Computes C = α·A·B + β·C for an m×k matrix A, a k×n matrix B and an m×n
 /// matrix C, all f32. Element (i, j) of a matrix X sits at
@@ -284,14 +284,10 @@ unsafe fn scale_c(m: usize, n: usize, beta: f32, c: *mut f32, rs_c: isize, cs_c:
     }
 }
 
-/// Allocates a zeroed f32 workspace, reporting failure as a status.
-fn workspace(len: usize) -> Result<Vec<f32>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| {
-        Error::new(Status::AllocationFailed, format!("a GEMM workspace of {len} floats does not fit in memory"))
-    })?;
-    v.resize(len, 0.0);
-    Ok(v)
+/// Takes a GEMM workspace of `len` floats, reporting failure as a status.
+/// Its contents are unspecified; see [`crate::workspace::take`].
+fn workspace(len: usize) -> Result<Workspace> {
+    crate::workspace::take(len, "a GEMM workspace")
 }
 
 /// Runs the skinny path when the product qualifies, returning `Some(())`
@@ -393,11 +389,12 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
         let j1 = (range.end * SKINNY_STRIP).min(p.n);
         let (a, rs_b, c_strip) = (a_km as *const f32, p.b.rs as usize, c.get());
         // parallel_for runs at most `workers` ranges at once, so a buffer
-        // is always free. The allocation below only guards that invariant.
-        let mut block = blocks.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
-        if block.len() < block_len {
-            block = vec![0.0; block_len];
-        }
+        // is always free.
+        let mut block = blocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .expect("parallel_for runs at most `workers` ranges at once");
         let bp = block.as_mut_ptr();
         // SAFETY: columns j0 .. j1 of B and C are inside the matrices, B's
         // element type matches the kernel chosen above, each worker writes

@@ -10,7 +10,7 @@ pub(crate) mod activation;
 pub(crate) mod norm;
 pub(crate) mod rope;
 
-use crate::threads::{num_threads, parallel_for};
+use crate::threads::{num_threads, parallel_for, MIN_ELEMS_PER_THREAD};
 use mlak_kernels::norm::NormRow;
 
 type UnaryFn = unsafe fn(*const f32, *mut f32, usize);
@@ -114,10 +114,6 @@ impl crate::kernels_table::Kernels {
         self.glue.tanh
     }
 }
-
-/// Rows below this many elements in total run on one thread: spawning a
-/// thread costs about as much as a pass over 64K elements.
-const MIN_ELEMS_PER_THREAD: usize = 1 << 16;
 
 /// Runs `f(r)` for every row `r < rows` of `n` elements, splitting the rows
 /// over the configured threads once there is enough work.

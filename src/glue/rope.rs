@@ -3,7 +3,7 @@
 use super::norm::check_rows;
 use crate::dispatch::kernels;
 use crate::error::{Error, Result, Status};
-use crate::threads::{num_threads, parallel_for, SharedPtr};
+use crate::threads::{num_threads, parallel_for, SharedPtr, MIN_ELEMS_PER_THREAD};
 
 /// Pair layout of the rotated dimensions of a head.
 #[repr(C)]
@@ -177,7 +177,7 @@ pub(crate) unsafe fn rope_rows(
         RopeLayout::HalfSplit => rot / 2,
     };
     let threads = num_threads()?;
-    let per_chunk = ((1usize << 16) / n).max(1);
+    let per_chunk = (MIN_ELEMS_PER_THREAD / n).max(1);
     let (x, y) = (SharedPtr(x.cast_mut()), SharedPtr(y));
     parallel_for(rows, per_chunk, threads, |range| {
         let (mut cos, mut sin) = (vec![0.0f32; table_len], vec![0.0f32; table_len]);
