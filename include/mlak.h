@@ -369,7 +369,9 @@ uint64_t mlak_cpu_features(void);
 
 // Sets the number of threads large calls use; 0 restores the default,
 // which is `MLAK_NUM_THREADS` if set, else the number of available cores.
-// A caller that runs many threads of its own should set 1.
+// A caller that runs many threads of its own should set 1. The extra
+// threads persist between calls, poll for work for 200 µs after each
+// call, then sleep.
 void mlak_set_num_threads(size_t n);
 
 // Writes the number of threads large calls use. Fails with

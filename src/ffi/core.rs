@@ -150,7 +150,9 @@ pub extern "C" fn mlak_cpu_features() -> u64 {
 
 /// Sets the number of threads large calls use; 0 restores the default,
 /// which is `MLAK_NUM_THREADS` if set, else the number of available cores.
-/// A caller that runs many threads of its own should set 1.
+/// A caller that runs many threads of its own should set 1. The extra
+/// threads persist between calls, poll for work for 200 µs after each
+/// call, then sleep.
 #[no_mangle]
 pub extern "C" fn mlak_set_num_threads(n: usize) {
     threads::set_num_threads(n);
