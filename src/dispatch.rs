@@ -8,7 +8,7 @@ use crate::error::{Error, Result, Status};
 use crate::kernels_table::{table_for, Kernels};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::OnceLock;
+use crate::once::RaceOnce;
 
 /// Dispatch levels, ordered from the most portable.
 #[repr(C)]
@@ -175,7 +175,7 @@ struct Detected {
 }
 
 fn detected() -> &'static Detected {
-    static DETECTED: OnceLock<Detected> = OnceLock::new();
+    static DETECTED: RaceOnce<Detected> = RaceOnce::new();
     DETECTED.get_or_init(|| {
         let features = detect_features();
         let mut d = Detected { features, best: Isa::Scalar, initial: Ok(Isa::Scalar) };

@@ -22,6 +22,7 @@ pub mod ffi;
 mod glue;
 mod kernels_table;
 mod moe;
+mod once;
 pub mod reference;
 mod softmax;
 mod threads;

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::ops::Range;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use crate::once::RaceOnce;
 
 /// Thread count set by `set_num_threads`; 0 means the default.
 static REQUESTED: AtomicUsize = AtomicUsize::new(0);
@@ -23,7 +23,7 @@ thread_local! {
 /// The default thread count: `MLAK_NUM_THREADS` if set, else the number of
 /// cores available to the process. Read once.
 fn default_threads() -> Result<usize> {
-    static DEFAULT: OnceLock<std::result::Result<usize, String>> = OnceLock::new();
+    static DEFAULT: RaceOnce<std::result::Result<usize, String>> = RaceOnce::new();
     DEFAULT
         .get_or_init(|| match std::env::var("MLAK_NUM_THREADS") {
             Ok(v) => match v.trim().parse::<usize>() {

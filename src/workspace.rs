@@ -9,16 +9,26 @@
 
 use crate::error::{Error, Result, Status};
 use std::ops::{Deref, DerefMut};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// Floats kept for reuse in all: 64 MiB.
 const MAX_SPARE_FLOATS: usize = 16 << 20;
 
 static SPARE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
-fn spare() -> MutexGuard<'static, Vec<Vec<f32>>> {
-    // The lists stay consistent whatever panicked while holding the lock.
-    SPARE.lock().unwrap_or_else(|e| e.into_inner())
+/// Returns the spare list, or `None` while another thread uses it.
+///
+/// This never waits. A child made by `fork` while a thread of the parent
+/// held the lock inherits it locked forever, and waiting would hang the
+/// child's first GEMM. Without the list, a call allocates and frees its
+/// workspaces itself.
+fn spare() -> Option<MutexGuard<'static, Vec<Vec<f32>>>> {
+    match SPARE.try_lock() {
+        Ok(list) => Some(list),
+        // The list stays consistent whatever panicked while holding the lock.
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 /// A buffer of f32 that returns to the spare list when dropped.
@@ -43,7 +53,9 @@ impl Drop for Workspace {
         if v.capacity() == 0 {
             return;
         }
-        let mut list = spare();
+        let Some(mut list) = spare() else {
+            return;
+        };
         let kept: usize = list.iter().map(Vec::capacity).sum();
         if kept + v.capacity() <= MAX_SPARE_FLOATS {
             list.push(v);
@@ -58,12 +70,11 @@ impl Drop for Workspace {
 /// read it. Builds with debug assertions fill it with NaN, so a read
 /// before a write shows up in the tests as NaN output.
 pub(crate) fn take(len: usize, what: &str) -> Result<Workspace> {
-    let reused = {
-        let mut list = spare();
-        // The smallest spare that holds len floats.
+    let reused = spare().and_then(|mut list| {
+        // The smallest spare with room for len floats.
         let best = (0..list.len()).filter(|&i| list[i].capacity() >= len).min_by_key(|&i| list[i].capacity());
         best.map(|i| list.swap_remove(i))
-    };
+    });
     let mut v = match reused {
         Some(v) => v,
         None => {
@@ -98,10 +109,20 @@ mod tests {
                 assert!(w.iter().all(|x| x.is_nan()), "debug workspaces start as NaN (len {len})");
             }
         }
-        let mut list = spare();
+        let list = SPARE.lock().unwrap();
         let kept: usize = list.iter().map(Vec::capacity).sum();
-        assert!(kept <= MAX_SPARE_FLOATS, "spare list holds {kept} floats");
-        list.clear();
+        assert!(kept <= MAX_SPARE_FLOATS, "spare list keeps {kept} floats");
+    }
+
+    #[test]
+    fn held_spare_lock_never_blocks() {
+        // Models a fork child whose spare list was locked by a parent
+        // thread: taking and dropping must go on without the list.
+        let list = SPARE.lock().unwrap();
+        let w = take(1000, "a test workspace").unwrap();
+        assert_eq!(w.len(), 1000);
+        drop(w);
+        drop(list);
     }
 
     #[test]

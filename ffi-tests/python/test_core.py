@@ -43,6 +43,13 @@ def test_threads_round_trip():
     assert mlak.num_threads() >= 1
     with pytest.raises(ValueError):
         mlak.set_num_threads(-1)
+    with pytest.raises(ValueError, match="size_t"):
+        mlak.set_num_threads(2**64 + 5)
+    with pytest.raises(TypeError, match="integer"):
+        mlak.set_num_threads("2")
+    mlak.set_num_threads(np.int64(1))
+    assert mlak.num_threads() == 1
+    mlak.set_num_threads(0)
 
 
 def test_threaded_calls_work_in_a_forked_child():
@@ -81,6 +88,61 @@ def test_threaded_calls_work_in_a_forked_child():
         assert os.WIFEXITED(status), f"child exit status {status:#x}"
         assert os.WEXITSTATUS(status) == 0, f"child exit code {os.WEXITSTATUS(status)}"
     finally:
+        mlak.set_num_threads(0)
+
+
+def _wait_child(pid, seconds):
+    """Returns the child's exit status, or None after killing it when it
+    has not exited within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(0.002)
+
+
+def test_fork_during_another_threads_call():
+    """A fork can land while another thread of the parent is inside a GEMM
+    and holds a lock there. The child's own threaded GEMM must not wait on
+    that lock, which no thread of the child will ever release."""
+    if not hasattr(os, "fork"):
+        pytest.skip("os.fork is not available here")
+    import threading
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((160, 200), dtype=np.float32)
+    b = rng.standard_normal((200, 150), dtype=np.float32)
+    ones_a = np.ones((256, 300), np.float32)
+    ones_b = np.ones((300, 200), np.float32)
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            mlak.sgemm(a, b)
+
+    mlak.set_num_threads(2)
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        for i in range(100):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    code = 0 if np.all(mlak.sgemm(ones_a, ones_b) == 300.0) else 3
+                finally:
+                    os._exit(code)
+            status = _wait_child(pid, 10)
+            assert status is not None, f"fork {i}: the child hung in its GEMM for 10 s"
+            assert status == 0, f"fork {i}: child exit status {status:#x}"
+    finally:
+        stop.set()
+        worker.join()
         mlak.set_num_threads(0)
 
 

@@ -14,6 +14,7 @@ raise MlakInvalidArgumentError, which is also a ValueError.
 """
 
 import ctypes
+import numbers
 
 from ._lib import (
     MlakAllocationError,
@@ -100,8 +101,14 @@ def num_threads():
 
 def set_num_threads(n):
     """Sets the thread count for large calls; 0 restores the default."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n = {n!r} is a {type(n).__name__}; it must be an integer")
+    n = int(n)
     if n < 0:
         raise ValueError(f"n = {n} is negative; it must be >= 0")
+    # ctypes would wrap a larger value modulo 2**64 without an error.
+    if n >= 2**64:
+        raise ValueError(f"n = {n} does not fit in size_t; it must be below 2**64")
     lib.mlak_set_num_threads(ctypes.c_size_t(n))
 
 

@@ -27,7 +27,7 @@ pub use self::softmax::*;
 use crate::error::{set_last_error, Result, Status};
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Once;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 thread_local! {
     static IN_EXPORT: Cell<bool> = const { Cell::new(false) };
@@ -35,18 +35,27 @@ thread_local! {
 
 /// Installs, once, a panic hook that stays silent for panics raised inside
 /// a C export or a mlak worker thread (they become `MLAK_STATUS_INTERNAL`)
-/// and defers to the
-/// previous hook for every other panic.
+/// and defers to the previous hook for every other panic.
+///
+/// A call that finds another thread installing it goes on without
+/// waiting. A waiting call, as with `Once`, would hang forever in a child
+/// made by `fork` while a parent thread was installing the hook.
 fn install_quiet_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_EXPORT.with(Cell::get) && !crate::threads::in_worker() {
-                previous(info);
-            }
-        }));
-    });
+    static STATE: AtomicU8 = AtomicU8::new(0);
+    const INSTALLING: u8 = 1;
+    const INSTALLED: u8 = 2;
+    if STATE.load(Ordering::Acquire) != 0
+        || STATE.compare_exchange(0, INSTALLING, Ordering::AcqRel, Ordering::Acquire).is_err()
+    {
+        return;
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !IN_EXPORT.with(Cell::get) && !crate::threads::in_worker() {
+            previous(info);
+        }
+    }));
+    STATE.store(INSTALLED, Ordering::Release);
 }
 
 /// Runs the body of a C export: catches panics, records the error message

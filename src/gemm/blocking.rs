@@ -1,7 +1,7 @@
 //! Cache-blocking parameters of the packed path, derived from the cache
 //! sizes the OS reports for CPU 0.
 
-use std::sync::OnceLock;
+use crate::once::RaceOnce;
 
 /// Data cache sizes in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +63,7 @@ fn read_sysfs() -> CacheSizes {
 
 /// Returns the detected cache sizes, read once per process.
 pub(crate) fn cache_sizes() -> CacheSizes {
-    static SIZES: OnceLock<CacheSizes> = OnceLock::new();
+    static SIZES: RaceOnce<CacheSizes> = RaceOnce::new();
     *SIZES.get_or_init(read_sysfs)
 }
 
