@@ -510,10 +510,11 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
         }
         // Accumulator (r, j) contains the lane partial sums of score (r, j).
         // The tree sums LANES accumulators at a time into one vector.
-        // NOTE: with f16 K/V, 4 rows and D = 128, decode on one Zen 4 core
-        // spends about 90 cycles per key against 64 for its zmm FMAs. These
-        // reductions take about a fifth of the time. Summing pairs of keys
-        // in the two 256-bit halves of one accumulator would halve them.
+        // NOTE: with f16 K/V, 4 rows and D = 128, decode takes about 90
+        // cycles per key on one Zen 4 core and 53 on one Zen 5 core (K and
+        // V in L1 or L2), against 64 and 32 for its zmm FMAs. On Zen 5,
+        // replacing these reductions by one sum did not change the time,
+        // so the gap lies in the product loops, not here.
         let mut chunk = [s.splat(0.0); MAX_LANES];
         let mut buf = [0.0f32; MAX_LANES];
         let mut c = 0;
@@ -740,6 +741,11 @@ impl<E: KvElem> Prefetch<E> {
     /// 32768 keys) on one Zen 4 core, 8 to 32 KiB for L2 measured alike,
     /// and 3 to 6 KiB for L1 took 15 % off the f16 time. On one Zen 3 core
     /// (AVX2), 32 KiB for L2 gave about 5 % more f32 rate than 16 KiB.
+    ///
+    /// NOTE: on one Zen 5 core, dropping the L1 prefetches raised f16
+    /// decode at 32768 keys from 27.7 to 30.5-32.5 GB/s and left f32 and
+    /// 2048 keys unchanged, the opposite of Zen 4. They stay until a rule
+    /// that holds on both is measured.
     fn distances(row_bytes: usize) -> (usize, usize) {
         let keys = |bytes: usize| (bytes / row_bytes.max(1)).clamp(1, KV_BLOCK);
         (keys(4096), keys(32768))
