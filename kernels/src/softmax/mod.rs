@@ -562,6 +562,27 @@ pub unsafe fn exp_row<S: SimdF32>(s: S, x: *const f32, y: *mut f32, n: usize) {
     }
 }
 
+/// Expands to one block entry point of [`softmax_rows`]: softmax with
+/// `$log` false, log-softmax with it true.
+macro_rules! softmax_rows_entry {
+    ($token:ty, [$($feature:literal),*], $name:ident, $log:literal, $what:literal) => {
+        #[doc = concat!($what, " of a block of rows; see")]
+        /// [`softmax_rows`](crate::softmax::softmax_rows).
+        ///
+        /// # Safety
+        ///
+        /// As for `softmax_rows`, and the CPU runs this instruction set.
+        $(#[target_feature(enable = $feature)])*
+        pub unsafe fn $name(x: *const f32, xs: usize, y: *mut f32, ys: usize, rows: usize, n: usize, inv_t: f32) {
+            // SAFETY: the caller guarantees the ISA and the block contract.
+            unsafe {
+                crate::softmax::softmax_rows::<_, $log>(<$token>::new_unchecked(), x, xs, y, ys, rows, n, inv_t)
+            }
+        }
+    };
+}
+pub(crate) use softmax_rows_entry;
+
 /// Expands to the per-instruction-set entry points of this family. The
 /// bodies are the generic functions above; only the token and the
 /// `#[target_feature]` set change.
@@ -579,49 +600,8 @@ macro_rules! softmax_kernels {
             unsafe { crate::softmax::softmax_row::<_, false>(<$token>::new_unchecked(), x, y, n, inv_t) }
         }
 
-        /// Softmax of a block of rows; see
-        /// [`softmax_rows`](crate::softmax::softmax_rows).
-        ///
-        /// # Safety
-        ///
-        /// As for `softmax_rows`, and the CPU runs this instruction set.
-        $(#[target_feature(enable = $feature)])*
-        pub unsafe fn $softmax_rows(
-            x: *const f32,
-            xs: usize,
-            y: *mut f32,
-            ys: usize,
-            rows: usize,
-            n: usize,
-            inv_t: f32,
-        ) {
-            // SAFETY: the caller guarantees the ISA and the block contract.
-            unsafe {
-                crate::softmax::softmax_rows::<_, false>(<$token>::new_unchecked(), x, xs, y, ys, rows, n, inv_t)
-            }
-        }
-
-        /// Log-softmax of a block of rows; see
-        /// [`softmax_rows`](crate::softmax::softmax_rows).
-        ///
-        /// # Safety
-        ///
-        /// As for `softmax_rows`, and the CPU runs this instruction set.
-        $(#[target_feature(enable = $feature)])*
-        pub unsafe fn $log_softmax_rows(
-            x: *const f32,
-            xs: usize,
-            y: *mut f32,
-            ys: usize,
-            rows: usize,
-            n: usize,
-            inv_t: f32,
-        ) {
-            // SAFETY: the caller guarantees the ISA and the block contract.
-            unsafe {
-                crate::softmax::softmax_rows::<_, true>(<$token>::new_unchecked(), x, xs, y, ys, rows, n, inv_t)
-            }
-        }
+        crate::softmax::softmax_rows_entry!($token, [$($feature),*], $softmax_rows, false, "Softmax");
+        crate::softmax::softmax_rows_entry!($token, [$($feature),*], $log_softmax_rows, true, "Log-softmax");
 
         /// Row confidence estimators; see
         /// [`confidence_row`](crate::softmax::confidence_row).
