@@ -831,8 +831,8 @@ def write_report(path, results, ceil, plots, np, torch, mlak, blas, quick):
     for line in open("/proc/cpuinfo"):
         key, _, value = line.partition(":")
         info.setdefault(key.strip(), value.strip())
-    # A virtual machine may report only "AMD EPYC"; the family and model
-    # tell the core generation apart (family 25 is Zen 3 or 4, 26 is Zen 5).
+    # A virtual machine may report only "AMD EPYC". The family and model
+    # tell the core generation apart: family 25 is Zen 3 or 4, 26 is Zen 5.
     cpu = f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
     lines = [
         "# Benchmarks",

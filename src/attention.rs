@@ -410,22 +410,12 @@ pub(crate) unsafe fn run(p: &RawAttention) -> Result<()> {
     let (q_strides, k_strides, v_strides) = (p.q_strides, p.k_strides, p.v_strides);
     let (o_strides, bias_strides) = (p.o_strides, p.bias_strides);
 
-    // One scratch per thread, taken before any output is written, so that
-    // running out of memory leaves the outputs untouched.
+    // One scratch per range of tasks, taken before any output is written.
     let workers = threads.min(plan.tasks(&sh)).max(1);
-    let mut bufs = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        bufs.push(crate::workspace::take(scratch, "attention scratch")?);
-    }
-    let bufs = std::sync::Mutex::new(bufs);
+    let bufs = crate::workspace::PerRange::new(workers, scratch, "attention scratch")?;
 
     parallel_for(plan.tasks(&sh), 1, threads, |range| {
-        // parallel_for runs at most `workers` ranges at once.
-        let mut buf = bufs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .expect("parallel_for runs at most `workers` ranges at once");
+        let mut buf = bufs.get();
         for t in range {
             let split = t % plan.splits;
             let rest = t / plan.splits;

@@ -68,7 +68,7 @@ pub(crate) const MIN_ELEMS_PER_THREAD: usize = 1 << 14;
 /// chunk suffices or when called from a mlak worker thread.
 ///
 /// The calling thread takes the first chunk. The others go to the
-/// persistent workers of [`pool`], or, while another call holds the pool,
+/// persistent workers of [`pool`], or, while another call uses the pool,
 /// to scoped threads spawned for this call. A panic in any chunk is raised
 /// again on the calling thread once every chunk has finished.
 pub(crate) fn parallel_for<F>(tasks: usize, min_chunk: usize, threads: usize, f: F)
@@ -191,8 +191,6 @@ mod pool {
     #[derive(Default)]
     struct State {
         job: Option<Job>,
-        /// The worker has finished the last posted job.
-        done: bool,
         /// The panic payload of the last job, if it panicked.
         panic: Option<Box<dyn Any + Send>>,
         /// The worker sleeps on `wake`.
@@ -208,7 +206,7 @@ mod pool {
         /// Set with a posted job, cleared by the worker as it takes it:
         /// lets both sides poll without the lock.
         posted: AtomicBool,
-        /// Set by the worker when the job is done.
+        /// Set by the worker, under the lock, when the job is done.
         done: AtomicBool,
         wake: Condvar,
         finished: Condvar,
@@ -243,7 +241,6 @@ mod pool {
                 let result = catch_unwind(AssertUnwindSafe(|| unsafe { (job.call)(job.data, job.range) }));
                 let mut st = lock(&self.state);
                 st.panic = result.err();
-                st.done = true;
                 self.done.store(true, Ordering::Release);
                 if st.waiting {
                     self.finished.notify_one();
@@ -254,7 +251,6 @@ mod pool {
         fn post(&self, job: Job) {
             let mut st = lock(&self.state);
             st.job = Some(job);
-            st.done = false;
             self.done.store(false, Ordering::Relaxed);
             self.posted.store(true, Ordering::Release);
             if st.asleep {
@@ -271,7 +267,9 @@ mod pool {
                 }
             }
             let mut st = lock(&self.state);
-            while !st.done {
+            // The worker sets `done` under the lock, so checking it here
+            // cannot miss the notification.
+            while !self.done.load(Ordering::Acquire) {
                 st.waiting = true;
                 st = self.finished.wait(st).unwrap_or_else(|e| e.into_inner());
             }
@@ -291,7 +289,7 @@ mod pool {
     /// The pool, held by one call.
     pub(super) struct Workers(MutexGuard<'static, Pool>);
 
-    /// Returns the pool, or `None` while another call holds it.
+    /// Returns the pool, or `None` while another call uses it.
     pub(super) fn claim() -> Option<Workers> {
         let mut pool = match POOL.try_lock() {
             Ok(p) => p,

@@ -56,20 +56,20 @@ impl Drop for Workspace {
         let Some(mut list) = spare() else {
             return;
         };
-        let kept: usize = list.iter().map(Vec::capacity).sum();
-        if kept + v.capacity() <= MAX_SPARE_FLOATS {
+        let spare_floats: usize = list.iter().map(Vec::capacity).sum();
+        if spare_floats + v.capacity() <= MAX_SPARE_FLOATS {
             list.push(v);
         }
     }
 }
 
-/// Returns a workspace of `len` floats. `what` names it in the error when
+/// Returns a workspace of `len` floats. `label` names it in the error when
 /// memory runs out.
 ///
 /// Its contents are unspecified: callers write each element before they
 /// read it. Builds with debug assertions fill it with NaN, so a read
 /// before a write shows up in the tests as NaN output.
-pub(crate) fn take(len: usize, what: &str) -> Result<Workspace> {
+pub(crate) fn take(len: usize, label: &str) -> Result<Workspace> {
     let reused = spare().and_then(|mut list| {
         // The smallest spare with room for len floats.
         let best = (0..list.len()).filter(|&i| list[i].capacity() >= len).min_by_key(|&i| list[i].capacity());
@@ -80,7 +80,7 @@ pub(crate) fn take(len: usize, what: &str) -> Result<Workspace> {
         None => {
             let mut v = Vec::new();
             v.try_reserve_exact(len).map_err(|_| {
-                Error::new(Status::AllocationFailed, format!("{what} of {len} floats does not fit in memory"))
+                Error::new(Status::AllocationFailed, format!("{label} of {len} floats does not fit in memory"))
             })?;
             v
         }
@@ -94,6 +94,36 @@ pub(crate) fn take(len: usize, what: &str) -> Result<Workspace> {
         v.resize(len, 0.0);
     }
     Ok(Workspace(v))
+}
+
+/// Workspaces for the ranges of one `parallel_for` call, all taken before
+/// the call starts, so that running out of memory fails the call before it
+/// writes any output.
+pub(crate) struct PerRange(Mutex<Vec<Workspace>>);
+
+impl PerRange {
+    /// Takes `ranges` workspaces of `len` floats: one for each range that
+    /// `parallel_for` may run at once.
+    pub(crate) fn new(ranges: usize, len: usize, label: &str) -> Result<PerRange> {
+        let mut list = Vec::with_capacity(ranges);
+        for _ in 0..ranges {
+            list.push(take(len, label)?);
+        }
+        Ok(PerRange(Mutex::new(list)))
+    }
+
+    /// Returns one of the free workspaces.
+    ///
+    /// # Panics
+    ///
+    /// When more ranges run at once than [`PerRange::new`] counted.
+    pub(crate) fn get(&self) -> Workspace {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .expect("parallel_for runs no more ranges at once than were counted")
+    }
 }
 
 #[cfg(test)]
@@ -110,8 +140,8 @@ mod tests {
             }
         }
         let list = SPARE.lock().unwrap();
-        let kept: usize = list.iter().map(Vec::capacity).sum();
-        assert!(kept <= MAX_SPARE_FLOATS, "spare list keeps {kept} floats");
+        let spare_floats: usize = list.iter().map(Vec::capacity).sum();
+        assert!(spare_floats <= MAX_SPARE_FLOATS, "spare list keeps {spare_floats} floats");
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use self::softmax::*;
 use crate::error::{set_last_error, Result, Status};
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 thread_local! {
     static IN_EXPORT: Cell<bool> = const { Cell::new(false) };
@@ -41,12 +41,9 @@ thread_local! {
 /// waiting. A waiting call, as with `Once`, would hang forever in a child
 /// made by `fork` while a parent thread was installing the hook.
 fn install_quiet_hook() {
-    static STATE: AtomicU8 = AtomicU8::new(0);
-    const INSTALLING: u8 = 1;
-    const INSTALLED: u8 = 2;
-    if STATE.load(Ordering::Acquire) != 0
-        || STATE.compare_exchange(0, INSTALLING, Ordering::AcqRel, Ordering::Acquire).is_err()
-    {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    // The load keeps later calls from writing the shared flag.
+    if STARTED.load(Ordering::Relaxed) || STARTED.swap(true, Ordering::AcqRel) {
         return;
     }
     let previous = std::panic::take_hook();
@@ -55,7 +52,6 @@ fn install_quiet_hook() {
             previous(info);
         }
     }));
-    STATE.store(INSTALLED, Ordering::Release);
 }
 
 /// Runs the body of a C export: catches panics, records the error message

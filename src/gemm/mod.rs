@@ -31,7 +31,7 @@ use crate::dispatch::kernels;
 use crate::dtype::Dtype;
 use crate::error::Result;
 use crate::threads::{num_threads, parallel_for, SharedPtr};
-use crate::workspace::Workspace;
+use crate::workspace::{PerRange, Workspace};
 
 type TileFn = unsafe fn(usize, f32, *const f32, *const f32, f32, *mut f32, isize, isize, usize, usize);
 type SkinnyRowsFn = unsafe fn(usize, usize, usize, *const f32, *const f32, usize, *mut f32, usize, *mut f32, usize);
@@ -378,23 +378,13 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
     let block_cols = block_cols.min(p.n);
     let block_len = p.m * (block_cols + mlak_kernels::gemm::SKINNY_BLOCK_PAD);
     let workers = threads.min(strips.div_ceil(min_strips)).max(1);
-    let mut blocks = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        blocks.push(workspace(block_len)?);
-    }
-    let blocks = std::sync::Mutex::new(blocks);
+    let blocks = PerRange::new(workers, block_len, "a GEMM workspace")?;
 
     parallel_for(strips, min_strips, threads, |range| {
         let j0 = range.start * SKINNY_STRIP;
         let j1 = (range.end * SKINNY_STRIP).min(p.n);
         let (a, rs_b, c_strip) = (a_km as *const f32, p.b.rs as usize, c.get());
-        // parallel_for runs at most `workers` ranges at once, so a buffer
-        // is always free.
-        let mut block = blocks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .expect("parallel_for runs at most `workers` ranges at once");
+        let mut block = blocks.get();
         let bp = block.as_mut_ptr();
         // SAFETY: columns j0 .. j1 of B and C are inside the matrices, B's
         // element type matches the kernel chosen above, each worker writes
@@ -412,7 +402,6 @@ unsafe fn skinny_rows(table: &GemmKernels, p: &Problem, threads: usize) -> Resul
                 }
             }
         };
-        blocks.lock().unwrap_or_else(|e| e.into_inner()).push(block);
     });
     Ok(())
 }
