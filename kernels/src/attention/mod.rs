@@ -17,7 +17,7 @@
 //! `attention_kernels!` expands them per instruction set in the sibling
 //! files.
 
-use crate::simd::{exp, exp_nonpositive, f16_bits_to_f32, SimdF32, MAX_LANES};
+use crate::simd::{exp, exp_nonpositive, f16_bits_to_f32, Outlined, SimdF32, MAX_LANES};
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
@@ -449,6 +449,37 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
     }
 }
 
+/// The arguments of one [`gemm`] call, to run it through
+/// [`SimdF32::outline`].
+#[derive(Clone, Copy)]
+struct GemmCall<B, H, const MR: usize, const NV: usize> {
+    a: *const f32,
+    lda: usize,
+    b: *const B,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+    hook: H,
+}
+
+impl<S: SimdF32, B: KvElem, H: RowHook, const MR: usize, const NV: usize> Outlined<S> for GemmCall<B, H, MR, NV> {
+    type Out = ();
+
+    /// # Safety
+    ///
+    /// As for [`gemm`] with these arguments.
+    #[inline(always)]
+    unsafe fn run(self, s: S) {
+        let GemmCall { a, lda, b, ldb, c, ldc, m, n, k, accumulate, hook } = self;
+        // SAFETY: forwarded from the caller.
+        unsafe { gemm::<S, B, MR, NV>(s, a, lda, b, ldb, c, ldc, m, n, k, accumulate, hook) }
+    }
+}
+
 /// Computes the scores of `R` packed query rows against `KEYS` consecutive
 /// K rows as dot products over the head dimension, into `sc[r·KV_BLOCK + j]`.
 /// Each score accumulates in the lanes of one vector, and the
@@ -624,6 +655,36 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
             }
             r += rr;
         }
+    }
+}
+
+/// The arguments of one [`scores_dot`] call, to run it through
+/// [`SimdF32::outline`].
+#[derive(Clone, Copy)]
+struct ScoresDotCall<E, const DK: usize> {
+    q: *const f32,
+    dp: usize,
+    rows: usize,
+    k: *const E,
+    ks: usize,
+    d: usize,
+    kb: usize,
+    sc: *mut f32,
+    j0: usize,
+    prefetch: Prefetch<E>,
+}
+
+impl<S: SimdF32, E: KvElem, const DK: usize> Outlined<S> for ScoresDotCall<E, DK> {
+    type Out = ();
+
+    /// # Safety
+    ///
+    /// As for [`scores_dot`] with these arguments.
+    #[inline(always)]
+    unsafe fn run(self, s: S) {
+        let ScoresDotCall { q, dp, rows, k, ks, d, kb, sc, j0, prefetch } = self;
+        // SAFETY: forwarded from the caller.
+        unsafe { scores_dot::<S, E, DK>(s, q, dp, rows, k, ks, d, kb, sc, j0, &prefetch) }
     }
 }
 
@@ -1335,7 +1396,8 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
 
             // Scores of the block: rows × kb into sc.scores.
             if dot {
-                scores_dot::<S, E, DK>(s, sc.q, dp, rows, kblk, t.k_row_stride, d, kb, sc.scores, j0, prefetch);
+                let (q, ks, scores, prefetch) = (sc.q, t.k_row_stride, sc.scores, *prefetch);
+                s.outline(ScoresDotCall::<E, DK> { q, dp, rows, k: kblk, ks, d, kb, sc: scores, j0, prefetch });
             } else if active > 0 {
                 pack_kt(s, kblk, t.k_row_stride, d, kb, sc.kt);
                 let (q, scores) = (sc.q.add(r_lo * dp), sc.scores.add(r_lo * KV_BLOCK));
@@ -1368,11 +1430,14 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
             // attend any of them.
             if dot && direct_v {
                 let (vs, acc) = (t.v_row_stride, sc.acc);
+                let (a, b, m, k) = (sc.scores, vblk, rows, kb);
                 if let Some(hook) = VAheadInside::new(s, prefetch, j0, kb) {
-                    gemm::<S, E, MR, NV>(s, sc.scores, KV_BLOCK, vblk, vs, acc, dvp, rows, dvp, kb, true, hook);
+                    let call = GemmCall::<E, _, MR, NV> { a, lda: KV_BLOCK, b, ldb: vs, c: acc, ldc: dvp, m, n: dvp, k, accumulate: true, hook };
+                    s.outline(call);
                 } else {
                     let hook = VAhead { s, prefetch: *prefetch, j0 };
-                    gemm::<S, E, MR, NV>(s, sc.scores, KV_BLOCK, vblk, vs, acc, dvp, rows, dvp, kb, true, hook);
+                    let call = GemmCall::<E, _, MR, NV> { a, lda: KV_BLOCK, b, ldb: vs, c: acc, ldc: dvp, m, n: dvp, k, accumulate: true, hook };
+                    s.outline(call);
                 }
                 continue;
             }

@@ -196,6 +196,34 @@ pub unsafe trait SimdF32: Copy {
     fn prefetch_l2(self, p: *const u8) {
         let _ = p;
     }
+
+    /// Runs `body` in a function of its own, compiled for this instruction
+    /// set and never inlined into the caller. A hot loop inlined into a
+    /// large kernel shares the register allocation of the whole kernel:
+    /// LLVM then keeps constants of the surrounding code in registers
+    /// across the loop and spills the loop's accumulators instead. A call
+    /// costs a few cycles, so the body should run for hundreds.
+    ///
+    /// # Safety
+    ///
+    /// The contract of `body`'s [`Outlined::run`].
+    unsafe fn outline<B: Outlined<Self>>(self, body: B) -> B::Out;
+}
+
+/// A computation that [`SimdF32::outline`] runs out of line. The
+/// implementation of `run` is `#[inline(always)]`, so that it dissolves into
+/// the outlined function with that function's target features.
+pub trait Outlined<S: SimdF32> {
+    /// What the computation returns.
+    type Out;
+
+    /// Runs the computation.
+    ///
+    /// # Safety
+    ///
+    /// Stated by the implementor: usually that the pointers it holds cover
+    /// the ranges it reads and writes.
+    unsafe fn run(self, s: S) -> Self::Out;
 }
 
 /// Widens one IEEE binary16 bit pattern exactly to f32.

@@ -183,4 +183,14 @@ unsafe impl SimdF32 for Scalar {
         // SAFETY: the caller guarantees two readable u16 at `p`.
         unsafe { (self.load_bf16(p), self.load_bf16(p.add(1))) }
     }
+    #[inline(always)]
+    unsafe fn outline<B: super::Outlined<Self>>(self, body: B) -> B::Out {
+        #[inline(never)]
+        unsafe fn run<B: super::Outlined<Scalar>>(s: Scalar, body: B) -> B::Out {
+            // SAFETY: the caller of `outline` meets the body's contract.
+            unsafe { body.run(s) }
+        }
+        // SAFETY: the caller meets the body's contract.
+        unsafe { run(self, body) }
+    }
 }
