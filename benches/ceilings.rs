@@ -82,10 +82,10 @@ mod x86 {
     /// Sums `data`, a whole number of groups of `N` chunks of
     /// `CHUNK` f32. Each step reads the next four 64-byte lines of every
     /// chunk of the group into four accumulators. The stream count is a
-    /// constant, so the accumulators stay in registers: indexed by a
-    /// runtime count, they went to the stack, and each line then waited
-    /// on a store-to-load round trip, which capped one Zen 5 core at
-    /// about 28 GB/s against 42 GB/s read by this loop.
+    /// constant, so the accumulators stay in registers. Indexed by a
+    /// runtime count, they went to the stack, and each line waited on a
+    /// store and a reload. That capped one Zen 5 core at about 28 GB/s,
+    /// against 42 GB/s read by a register loop.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn read_avx512<const N: usize>(data: &[f32]) -> f32 {
         let mut acc = [_mm512_setzero_ps(); 4];

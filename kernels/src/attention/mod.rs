@@ -242,28 +242,25 @@ pub fn scratch_len(rows: usize, head_dim: usize, v_head_dim: usize) -> usize {
 /// Lane indices 0, 1, 2, … as f32, for building per-lane key positions.
 static IOTA: [f32; MAX_LANES] = [0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12., 13., 14., 15.];
 
-/// Work that [`tile`] interleaves with its products, once per cache line
-/// of B that it reads.
-trait RowHook: Copy {
-    /// Per-row state, computed once by [`RowHook::row`] for the calls of
-    /// [`RowHook::line`] on that row.
-    type Row: Copy;
+/// Work that [`tile`] interleaves with its products: one call per cache
+/// line of B that it reads.
+trait LineHook {
+    /// Runs before the tile reads a cache line of B.
+    fn line(&mut self);
 
-    /// Runs before the tile reads row `p` of B.
-    fn row(self, p: usize) -> Self::Row;
-
-    /// Runs before the tile reads the cache line of that row which
-    /// contains column `col`.
-    fn line(self, row: Self::Row, col: usize);
+    /// Runs before a tile reads `n` cache lines.
+    #[inline(always)]
+    fn lines(&mut self, n: usize) {
+        for _ in 0..n {
+            self.line();
+        }
+    }
 }
 
 /// The hook that does nothing.
-impl RowHook for () {
-    type Row = ();
+impl LineHook for () {
     #[inline(always)]
-    fn row(self, _: usize) {}
-    #[inline(always)]
-    fn line(self, _: (), _: usize) {}
+    fn line(&mut self) {}
 }
 
 /// Returns how many vectors of `LANES` elements of type `E` fill one
@@ -279,8 +276,9 @@ const fn vectors_per_line<E>(lanes: usize) -> usize {
 }
 
 /// Computes `C[0 .. M][0 .. NV·LANES] (+)= A[0 .. M][0 .. k] · B[0 .. k][..]`,
-/// running the hook, if any, for each cache line of row p of B before it
-/// reads the row. `col` is the column of B at `b`, passed to the hook.
+/// running the hook, if any, once for each cache line of row p of B before
+/// it reads the row. `col` is the column of B at `b`: a line starts at
+/// each multiple of 64 bytes of the row.
 ///
 /// A is f32 at row stride `lda`, B is of type `B` at row stride `ldb`, C is
 /// f32 at row stride `ldc`. With `accumulate` false, C is not read.
@@ -301,7 +299,7 @@ unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
     k: usize,
     accumulate: bool,
     col: usize,
-    before_row: Option<impl RowHook>,
+    mut hook: Option<&mut impl LineHook>,
 ) {
     let l = S::LANES;
     let per_line = vectors_per_line::<B>(l);
@@ -316,14 +314,13 @@ unsafe fn tile<S: SimdF32, B: KvElem, const M: usize, const NV: usize>(
             }
         }
         for p in 0..k {
-            if let Some(h) = before_row {
-                let row = h.row(p);
+            if let Some(h) = hook.as_deref_mut() {
                 // When a vector is narrower than a line, only the vectors
                 // that start a line call the hook, so each line reaches it
                 // once.
                 for v in (0..NV).step_by(per_line) {
                     if (col + v * l).is_multiple_of(per_line * l) {
-                        h.line(row, col + v * l);
+                        h.line();
                     }
                 }
             }
@@ -365,9 +362,9 @@ unsafe fn tile_rows<S: SimdF32, B: KvElem, const NV: usize>(
     k: usize,
     accumulate: bool,
     col: usize,
-    before_row: Option<impl RowHook>,
+    hook: Option<&mut impl LineHook>,
 ) {
-    let f = before_row;
+    let f = hook;
     let acc = accumulate;
     // SAFETY: forwarded from the caller with M = m.
     unsafe {
@@ -408,7 +405,7 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
     n: usize,
     k: usize,
     accumulate: bool,
-    before_row: impl RowHook,
+    hook: &mut impl LineHook,
 ) {
     let l = S::LANES;
     debug_assert!(n.is_multiple_of(l) && MR <= 8);
@@ -419,13 +416,13 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
         while j + NV * l <= n {
             let mut i = 0;
             while i + MR <= m {
-                let hook = (i == 0).then_some(before_row);
+                let hook = (i == 0).then_some(&mut *hook);
                 let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
                 tile::<S, B, MR, NV>(s, a, lda, b.add(j), ldb, c, ldc, k, accumulate, j, hook);
                 i += MR;
             }
             if i < m {
-                let hook = (i == 0).then_some(before_row);
+                let hook = (i == 0).then_some(&mut *hook);
                 let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
                 tile_rows::<S, B, NV>(s, m - i, a, lda, b.add(j), ldb, c, ldc, k, accumulate, j, hook);
             }
@@ -434,13 +431,13 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
         while j < n {
             let mut i = 0;
             while i + MR <= m {
-                let hook = (i == 0).then_some(before_row);
+                let hook = (i == 0).then_some(&mut *hook);
                 let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
                 tile::<S, B, MR, 1>(s, a, lda, b.add(j), ldb, c, ldc, k, accumulate, j, hook);
                 i += MR;
             }
             if i < m {
-                let hook = (i == 0).then_some(before_row);
+                let hook = (i == 0).then_some(&mut *hook);
                 let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
                 tile_rows::<S, B, 1>(s, m - i, a, lda, b.add(j), ldb, c, ldc, k, accumulate, j, hook);
             }
@@ -451,7 +448,6 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
 
 /// The arguments of one [`gemm`] call, to run it through
 /// [`SimdF32::outline`].
-#[derive(Clone, Copy)]
 struct GemmCall<B, H, const MR: usize, const NV: usize> {
     a: *const f32,
     lda: usize,
@@ -466,17 +462,19 @@ struct GemmCall<B, H, const MR: usize, const NV: usize> {
     hook: H,
 }
 
-impl<S: SimdF32, B: KvElem, H: RowHook, const MR: usize, const NV: usize> Outlined<S> for GemmCall<B, H, MR, NV> {
-    type Out = ();
+impl<S: SimdF32, B: KvElem, H: LineHook, const MR: usize, const NV: usize> Outlined<S> for GemmCall<B, H, MR, NV> {
+    /// The hook after the call.
+    type Out = H;
 
     /// # Safety
     ///
     /// As for [`gemm`] with these arguments.
     #[inline(always)]
-    unsafe fn run(self, s: S) {
-        let GemmCall { a, lda, b, ldb, c, ldc, m, n, k, accumulate, hook } = self;
+    unsafe fn run(self, s: S) -> H {
+        let GemmCall { a, lda, b, ldb, c, ldc, m, n, k, accumulate, mut hook } = self;
         // SAFETY: forwarded from the caller.
-        unsafe { gemm::<S, B, MR, NV>(s, a, lda, b, ldb, c, ldc, m, n, k, accumulate, hook) }
+        unsafe { gemm::<S, B, MR, NV>(s, a, lda, b, ldb, c, ldc, m, n, k, accumulate, &mut hook) };
+        hook
     }
 }
 
@@ -486,9 +484,8 @@ impl<S: SimdF32, B: KvElem, H: RowHook, const MR: usize, const NV: usize> Outlin
 /// `R·KEYS` vectors are summed `LANES` at a time by
 /// [`SimdF32::reduce_add_lanes`].
 ///
-/// `ahead` is the prefetcher and the task index of key 0 of the tile, or
-/// `None`. With it, the tile prefetches each cache line of the K rows
-/// ahead of its keys as it reads the same line of its own rows. So the
+/// With `cursor`, the tile advances it by one line per K line that it
+/// reads, `KEYS` per step of one line in each row, so the prefetch
 /// requests spread over the products.
 ///
 /// # Safety
@@ -506,21 +503,25 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
     ks: usize,
     d: usize,
     sc: *mut f32,
-    ahead: Option<(&Prefetch<E>, usize)>,
+    mut cursor: Option<&mut impl LineHook>,
 ) {
     let l = S::LANES;
     let full = d / l * l;
     let per_line = vectors_per_line::<E>(l);
     let mut acc = [[s.splat(0.0); KEYS]; R];
+    let mut lines = |n: usize| {
+        if let Some(c) = cursor.as_deref_mut() {
+            c.lines(n);
+        }
+    };
     // SAFETY: K loads stay inside the first d elements of each row (the
     // tail load reads d − x of them), Q loads inside the padded rows.
     unsafe {
-        let rows_ahead = ahead.map_or(RowsAhead::NONE, |(pf, j)| pf.k_rows(j, KEYS));
         let mut x = 0;
-        // Steps of one cache line per row: each step prefetches each line
-        // of the rows ahead once, without a test per vector.
+        // Steps of one cache line per row: each step advances the cursor
+        // once per row, without a test per vector.
         while x + per_line * l <= full {
-            rows_ahead.line(s, KEYS, ks, x);
+            lines(KEYS);
             for _ in 0..per_line {
                 dot_step::<S, E, R, KEYS, false>(s, q, dp, k, ks, x, 0, &mut acc);
                 x += l;
@@ -528,14 +529,14 @@ unsafe fn dot_tile<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize>(
         }
         while x < full {
             if (x / l).is_multiple_of(per_line) {
-                rows_ahead.line(s, KEYS, ks, x);
+                lines(KEYS);
             }
             dot_step::<S, E, R, KEYS, false>(s, q, dp, k, ks, x, 0, &mut acc);
             x += l;
         }
         if x < d {
             if (x / l).is_multiple_of(per_line) {
-                rows_ahead.line(s, KEYS, ks, x);
+                lines(KEYS);
             }
             dot_step::<S, E, R, KEYS, true>(s, q, dp, k, ks, x, d - x, &mut acc);
         }
@@ -604,8 +605,8 @@ unsafe fn dot_step<S: SimdF32, E: KvElem, const R: usize, const KEYS: usize, con
 }
 
 /// Scores of `rows <= DOT_ROWS_MAX` packed query rows against `kb` keys,
-/// by [`dot_tile`] over groups of up to 4 rows and `DK` keys. `k` is key
-/// `j0` of the task; the first group of rows prefetches the K rows ahead.
+/// by [`dot_tile`] over groups of up to 4 rows and `DK` keys. The first
+/// group of rows, which reads each K line first, advances the cursor.
 ///
 /// # Safety
 ///
@@ -622,8 +623,7 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
     d: usize,
     kb: usize,
     sc: *mut f32,
-    j0: usize,
-    prefetch: &Prefetch<E>,
+    cursor: &mut impl LineHook,
 ) {
     let mut r = 0;
     // SAFETY: each call covers rows r .. r + R and keys j .. j + KEYS inside
@@ -635,13 +635,13 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
             macro_rules! run {
                 ($rr:literal) => {{
                     while j + DK <= kb {
-                        let ahead = (r == 0).then_some((prefetch, j0 + j));
-                        dot_tile::<S, E, $rr, DK>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j), ahead);
+                        let c = (r == 0).then_some(&mut *cursor);
+                        dot_tile::<S, E, $rr, DK>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j), c);
                         j += DK;
                     }
                     while j < kb {
-                        let ahead = (r == 0).then_some((prefetch, j0 + j));
-                        dot_tile::<S, E, $rr, 1>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j), ahead);
+                        let c = (r == 0).then_some(&mut *cursor);
+                        dot_tile::<S, E, $rr, 1>(s, qr, dp, k.add(j * ks), ks, d, sr.add(j), c);
                         j += 1;
                     }
                 }};
@@ -660,8 +660,7 @@ unsafe fn scores_dot<S: SimdF32, E: KvElem, const DK: usize>(
 
 /// The arguments of one [`scores_dot`] call, to run it through
 /// [`SimdF32::outline`].
-#[derive(Clone, Copy)]
-struct ScoresDotCall<E, const DK: usize> {
+struct ScoresDotCall<P, E, const DK: usize> {
     q: *const f32,
     dp: usize,
     rows: usize,
@@ -670,21 +669,22 @@ struct ScoresDotCall<E, const DK: usize> {
     d: usize,
     kb: usize,
     sc: *mut f32,
-    j0: usize,
-    prefetch: Prefetch<E>,
+    cursor: P,
 }
 
-impl<S: SimdF32, E: KvElem, const DK: usize> Outlined<S> for ScoresDotCall<E, DK> {
-    type Out = ();
+impl<S: SimdF32, E: KvElem, P: LineHook, const DK: usize> Outlined<S> for ScoresDotCall<P, E, DK> {
+    /// The cursor after the call.
+    type Out = P;
 
     /// # Safety
     ///
     /// As for [`scores_dot`] with these arguments.
     #[inline(always)]
-    unsafe fn run(self, s: S) {
-        let ScoresDotCall { q, dp, rows, k, ks, d, kb, sc, j0, prefetch } = self;
+    unsafe fn run(self, s: S) -> P {
+        let ScoresDotCall { q, dp, rows, k, ks, d, kb, sc, mut cursor } = self;
         // SAFETY: forwarded from the caller.
-        unsafe { scores_dot::<S, E, DK>(s, q, dp, rows, k, ks, d, kb, sc, j0, &prefetch) }
+        unsafe { scores_dot::<S, E, DK>(s, q, dp, rows, k, ks, d, kb, sc, &mut cursor) };
+        cursor
     }
 }
 
@@ -759,201 +759,215 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
     }
 }
 
-/// Software prefetch of the K and V streams of a decode task, at two fixed
-/// distances ahead of the key being read.
+/// Software prefetch of a decode task: a cursor over the cache lines of
+/// the K and V rows that the task reads, in the order that it reads them
+/// (per block of keys, the K rows, then the V rows), kept a fixed
+/// [`PREFETCH_LEAD`] bytes ahead of the reads.
 ///
-/// Decode reads every K and V byte once, from DRAM when the cache is long.
-/// The hardware prefetchers alone leave the core waiting on misses for
-/// about as long as it computes. So as the score tile reads a cache line
-/// of its K rows, it prefetches the same line of the rows `far` keys
-/// later, and the P·V tile does the same for V, one block of keys ahead
-/// (see [`Prefetch::v_rows`]). The requests then follow
-/// the order and the rate of consumption. They go to L2, which can hold more
-/// misses in flight than L1, and a second prefetch `near` keys ahead moves
-/// each line from L2 to L1 shortly before the loads. Prefetch never
-/// faults, and only rows below `end`, which the task reads, are named.
+/// Decode reads every K and V byte once, from DRAM when the cache is long,
+/// and the hardware prefetchers alone leave the core waiting. The product
+/// loops advance the cursor by one line per line that they read, so the
+/// requests follow the rate of consumption and spread over the products.
 ///
-/// Spreading the requests over the product loops, one per line, matters.
-/// With f32 K/V at 32768 keys (Hkv 8, D 128, one Zen 4 core), bursts of
-/// each row's lines from a per-row loop reached about 65 % of the
-/// single-core read bandwidth. The spread requests reached 76 to 81 %.
+/// It replaced a scheme that requested, per line read, the same line of
+/// the rows a fixed distance ahead in each K and V stream, into L2 and into
+/// L1. On one Zen 5 core (Hkv 8, D 128, runs timed in turn), the cursor
+/// read f32 K and V at 8192 and 32768 keys 5 to 30 % faster (up to 40 GB/s
+/// from 64-byte aligned rows, against a read ceiling of 38 to 42 GB/s) and
+/// f16 0 to 10 % faster. With K and V in L2 or L3, where decode is bound
+/// by compute, its bookkeeping costs 3 to 6 %.
+///
+/// The cursor never names a row outside the task, and prefetch never
+/// faults.
 #[derive(Clone, Copy)]
-struct Prefetch<E> {
-    /// K and V at key 0 of the task.
+struct Cursor<S, E> {
+    s: S,
+    /// Next line to request, or null past the task's last row.
+    p: *const E,
+    /// End of the current row: the cursor moves on when `p` reaches it.
+    row_end: *const E,
+    /// Key of the current row, and the first and one past the last key of
+    /// its block.
+    key: usize,
+    block: usize,
+    block_end: usize,
+    /// The blocks after the current one.
+    blocks: Blocks,
+    /// Whether the current row is a V row.
+    in_v: bool,
     k: *const E,
     v: *const E,
     ks: usize,
     vs: usize,
-    /// Elements per V row.
+    d: usize,
     dv: usize,
-    /// One past the last key the task reads.
-    end: usize,
-    /// Distances in keys of the L1 and L2 prefetches.
-    near: usize,
-    far: usize,
 }
 
-impl<E: KvElem> Prefetch<E> {
-    /// Returns the distances in keys of the L1 and L2 prefetches for rows
-    /// of `row_bytes` bytes: about 4 KiB and 32 KiB ahead in each stream,
-    /// at most one block. V uses a block for the L2 distance instead.
-    /// 32 KiB is several times the bytes that DRAM delivers to one core
-    /// within its latency. In the decode bench (Hkv 8, D 128, 8192 and
-    /// 32768 keys) on one Zen 4 core, 8 to 32 KiB for L2 measured alike,
-    /// and 3 to 6 KiB for L1 took 15 % off the f16 time. On one Zen 3 core
-    /// (AVX2), 32 KiB for L2 gave about 5 % more f32 rate than 16 KiB.
-    ///
-    /// NOTE: on one Zen 5 core, dropping the L1 prefetches raised f16
-    /// decode at 32768 keys from 27.7 to 30.5-32.5 GB/s and left f32 and
-    /// 2048 keys unchanged, the opposite of Zen 4. They stay until a rule
-    /// that holds on both is measured.
-    fn distances(row_bytes: usize) -> (usize, usize) {
-        let keys = |bytes: usize| (bytes / row_bytes.max(1)).clamp(1, KV_BLOCK);
-        (keys(4096), keys(32768))
-    }
+/// Bytes that the decode prefetch cursor runs ahead of the reads. On one
+/// Zen 5 core, 16 KiB read fastest for f32 and f16 K and V at 32768 keys;
+/// 8 KiB was 10 to 15 % slower and 24 KiB 0 to 10 % slower. Requests into
+/// L2 (PREFETCHT1) instead of L1 were 5 to 40 % slower, and a second
+/// cursor further ahead into L2 was 10 to 25 % slower.
+const PREFETCH_LEAD: usize = 16 << 10;
 
-    /// Returns the K rows `near` and `far` keys after key `j`, each null
-    /// unless the task reads it and the `keys − 1` rows after it.
-    #[inline(always)]
-    fn k_rows(&self, j: usize, keys: usize) -> RowsAhead<E> {
-        Self::rows(self.k, self.ks, j, keys, self.near, self.far, self.end)
-    }
-
-    /// Returns the V rows `near` and `KV_BLOCK` keys after key `j`, each
-    /// null unless the task reads it.
-    ///
-    /// The P·V tile reads a block in passes over column ranges, each pass
-    /// prefetching its own lines. With 8 passes (AVX2, D = 128), a row
-    /// `far` keys ahead in the same block was requested only shortly before
-    /// its pass read it, which halved the f32 stream rate. One block ahead
-    /// gives each line a whole block of time in every pass.
-    #[inline(always)]
-    fn v_rows(&self, j: usize) -> RowsAhead<E> {
-        Self::rows(self.v, self.vs, j, 1, self.near, KV_BLOCK, self.end)
-    }
-
-    #[inline(always)]
-    fn rows(base: *const E, stride: usize, j: usize, keys: usize, near: usize, far: usize, end: usize) -> RowsAhead<E> {
-        let row = |dist: usize| {
-            if j + dist + keys <= end {
-                base.wrapping_add((j + dist) * stride)
-            } else {
-                core::ptr::null()
-            }
-        };
-        RowsAhead { near: row(near), far: row(far) }
-    }
-}
-
-/// The two rows that a decode loop prefetches while it reads a row: one
-/// `near` and one `far` keys ahead, each null when the task does not read
-/// it.
-#[derive(Clone, Copy)]
-struct RowsAhead<E> {
-    near: *const E,
-    far: *const E,
-}
-
-impl<E> RowsAhead<E> {
-    const NONE: Self = RowsAhead { near: core::ptr::null(), far: core::ptr::null() };
-
-    /// Prefetches the cache line at element `x` of `n` consecutive rows at
-    /// stride `stride` from each of the two rows: into L1 from `near` and
-    /// into L2 from `far`.
-    #[inline(always)]
-    fn line<S: SimdF32>(self, s: S, n: usize, stride: usize, x: usize) {
-        if !self.near.is_null() {
-            for i in 0..n {
-                s.prefetch(self.near.wrapping_add(i * stride + x).cast());
-            }
-        }
-        if !self.far.is_null() {
-            for i in 0..n {
-                s.prefetch_l2(self.far.wrapping_add(i * stride + x).cast());
-            }
-        }
-    }
-}
-
-/// The P·V hook of decode: prefetches the lines of the V rows ahead of key
-/// `j0 + p` as the tile reads row p of a block that starts at key `j0`.
-#[derive(Clone, Copy)]
-struct VAhead<S, E> {
-    s: S,
-    prefetch: Prefetch<E>,
-    j0: usize,
-}
-
-impl<S: SimdF32, E: KvElem> RowHook for VAhead<S, E> {
-    type Row = RowsAhead<E>;
-    #[inline(always)]
-    fn row(self, p: usize) -> RowsAhead<E> {
-        self.prefetch.v_rows(self.j0 + p)
-    }
-    #[inline(always)]
-    fn line(self, row: RowsAhead<E>, col: usize) {
-        row.line(self.s, 1, 0, col);
-    }
-}
-
-/// The P·V hook of decode for a block whose V rows ahead all lie inside
-/// the task. It prefetches row `j0 + near + p` into L1 with no bounds test
-/// per row. On one AVX2 core (Zen 3), dropping the test sped up decode from
-/// L3 by 5 to 15 % (Hkv 8, D 128, 1024 keys).
-///
-/// Into L2 it prefetches the next block, one line per call. When that
-/// block is one contiguous run of whole lines, call (p, col) takes line
-/// `(col / line) · KV_BLOCK + p` of the run, so the requests walk memory in
-/// order while the tile reads the current block column pass by column
-/// pass. Else it takes the line at column `col` of row p of the next block.
-/// On the same core, the in-order requests raised f32 decode at 32768 keys
-/// from 10.5 to about 15 GB/s: DRAM serves a sequential stream faster than
-/// lines 512 bytes apart.
-#[derive(Clone, Copy)]
-struct VAheadInside<S, E> {
-    s: S,
-    /// V row `near` keys after the block's first key.
-    near: *const E,
-    /// V row `KV_BLOCK` keys after the block's first key: the next block.
-    next: *const E,
-    vs: usize,
-    /// Whether the next block is one contiguous run of whole lines.
-    in_order: bool,
-}
-
-impl<S: SimdF32, E: KvElem> VAheadInside<S, E> {
+impl<S: SimdF32, E: KvElem> Cursor<S, E> {
     /// Elements of type `E` per 64-byte line.
     const LINE: usize = 64 / core::mem::size_of::<E>();
 
-    /// Returns the hook for the block of `kb` keys at key `j0`, or `None`
-    /// when some of its rows ahead lie past the task's last key.
+    /// Returns a cursor at the first line of the first K row of `blocks`,
+    /// or an idle one when there is none. K and V rows hold `d` and `dv`
+    /// elements at strides `ks` and `vs`.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn new(s: S, pf: &Prefetch<E>, j0: usize, kb: usize) -> Option<Self> {
-        (j0 + kb + KV_BLOCK <= pf.end && pf.near <= KV_BLOCK).then(|| VAheadInside {
+    fn new(s: S, k: *const E, ks: usize, d: usize, v: *const E, vs: usize, dv: usize, mut blocks: Blocks) -> Self {
+        let first = blocks.pop();
+        let (block, kb) = first.unwrap_or((0, 0));
+        let mut c = Cursor {
             s,
-            near: pf.v.wrapping_add((j0 + pf.near) * pf.vs),
-            next: pf.v.wrapping_add((j0 + KV_BLOCK) * pf.vs),
-            vs: pf.vs,
-            in_order: pf.vs == pf.dv && pf.dv.is_multiple_of(Self::LINE),
-        })
+            p: core::ptr::null(),
+            row_end: core::ptr::null(),
+            key: block,
+            block,
+            block_end: block + kb,
+            blocks,
+            in_v: false,
+            k,
+            v,
+            ks,
+            vs,
+            d,
+            dv,
+        };
+        if first.is_some() {
+            c.start_row();
+        }
+        c
+    }
+
+    /// Returns a cursor that requests nothing.
+    #[inline(always)]
+    fn idle(s: S) -> Self {
+        Self::new(s, core::ptr::null(), 0, 0, core::ptr::null(), 0, 0, Blocks::new(0, 0, 1))
+    }
+
+    /// Requests the next `n` lines.
+    #[inline(always)]
+    fn advance(&mut self, n: usize) {
+        let s = self.s;
+        self.walk(n, |p| s.prefetch(p.cast()));
+    }
+
+    /// Passes the next `n` lines to `f` and moves past them.
+    #[inline(always)]
+    fn walk(&mut self, n: usize, mut f: impl FnMut(*const E)) {
+        for _ in 0..n {
+            if self.p.is_null() {
+                return;
+            }
+            f(self.p);
+            self.p = self.p.wrapping_add(Self::LINE);
+            if self.p >= self.row_end {
+                self.next_row();
+            }
+        }
+    }
+
+    /// Moves to the next row: the next K or V row of the block, the V rows
+    /// after the K rows, the next block after the V rows.
+    #[inline(always)]
+    fn next_row(&mut self) {
+        self.key += 1;
+        if self.key == self.block_end {
+            if self.in_v {
+                let Some((j0, kb)) = self.blocks.pop() else {
+                    self.p = core::ptr::null();
+                    return;
+                };
+                (self.block, self.block_end) = (j0, j0 + kb);
+            }
+            self.key = self.block;
+            self.in_v = !self.in_v;
+        }
+        self.start_row();
+    }
+
+    #[inline(always)]
+    fn start_row(&mut self) {
+        let (base, stride, len) = if self.in_v { (self.v, self.vs, self.dv) } else { (self.k, self.ks, self.d) };
+        self.p = base.wrapping_add(self.key * stride);
+        self.row_end = self.p.wrapping_add(len);
     }
 }
 
-impl<S: SimdF32, E: KvElem> RowHook for VAheadInside<S, E> {
-    type Row = (*const E, usize);
+/// Key runs that a decode task reads in turn, one block of each: 2 runs
+/// give 4 sequential streams (K and V of each run). On one Zen 3 core, a
+/// plain read of 4 streams ran about 1.2x faster than of 2, and 8 no
+/// faster than 4. f32 decode of 32k keys there gained about 12 %, and 4
+/// runs measured the same as 2. With the prefetch cursor on one Zen 5
+/// core, 2 runs read f16 at 2048 keys (from L3) 9 % faster than 1, and
+/// the other rows alike.
+const RUNS: usize = 2;
+
+/// The order in which a task takes its blocks of keys. The keys split
+/// into `runs` runs of whole blocks, and the task takes one block of each
+/// run in turn. The online softmax accepts keys in any order.
+#[derive(Clone, Copy)]
+struct Blocks {
+    /// Next key and end of each run.
+    next: [usize; RUNS],
+    ends: [usize; RUNS],
+    runs: usize,
+    /// The run to try first.
+    run: usize,
+}
+
+impl Blocks {
+    /// Splits keys `lo .. hi` into `runs.min(RUNS)` runs, at least one.
+    fn new(lo: usize, hi: usize, runs: usize) -> Self {
+        let blocks = hi.saturating_sub(lo).div_ceil(KV_BLOCK);
+        let runs = runs.min(RUNS).min(blocks).max(1);
+        let per_run = blocks.div_ceil(runs) * KV_BLOCK;
+        let mut b = Blocks { next: [hi; RUNS], ends: [hi; RUNS], runs, run: 0 };
+        for i in 0..runs {
+            b.next[i] = (lo + i * per_run).min(hi);
+            b.ends[i] = (lo + (i + 1) * per_run).min(hi);
+        }
+        b
+    }
+
+    /// Returns the first key and the key count of the next block, or
+    /// `None` after the last.
     #[inline(always)]
-    fn row(self, p: usize) -> (*const E, usize) {
-        (self.near.wrapping_add(p * self.vs), p)
+    fn pop(&mut self) -> Option<(usize, usize)> {
+        let i = (0..self.runs).map(|x| (self.run + x) % self.runs).find(|&i| self.next[i] < self.ends[i])?;
+        let (j0, kb) = (self.next[i], (self.ends[i] - self.next[i]).min(KV_BLOCK));
+        self.next[i] += kb;
+        self.run = i + 1;
+        Some((j0, kb))
+    }
+}
+
+impl<S: SimdF32, E: KvElem> LineHook for Cursor<S, E> {
+    #[inline(always)]
+    fn line(&mut self) {
+        self.advance(1);
     }
     #[inline(always)]
-    fn line(self, (near, p): (*const E, usize), col: usize) {
-        self.s.prefetch(near.wrapping_add(col).cast());
-        let at = if self.in_order {
-            (col / Self::LINE * KV_BLOCK + p) * Self::LINE
-        } else {
-            p * self.vs + col
-        };
-        self.s.prefetch_l2(self.next.wrapping_add(at).cast());
+    fn lines(&mut self, n: usize) {
+        self.advance(n);
+    }
+}
+
+impl<A: LineHook, B: LineHook> LineHook for (A, B) {
+    #[inline(always)]
+    fn line(&mut self) {
+        self.0.line();
+        self.1.line();
+    }
+    #[inline(always)]
+    fn lines(&mut self, n: usize) {
+        self.0.lines(n);
+        self.1.lines(n);
     }
 }
 
@@ -1129,13 +1143,6 @@ impl Scratch {
         }
     }
 }
-
-/// Key runs that a decode task reads in turn, one block of each: 2 runs
-/// give 4 sequential streams (K and V of each run). On one Zen 3 core, a
-/// plain read of 4 streams ran about 1.2x faster than of 2, and 8 no
-/// faster than 4. f32 decode of 32k keys there gained about 12 %, and 4
-/// runs measured the same as 2.
-const RUNS: usize = 2;
 
 /// Rows that [`softmax_full_rows`] updates in lockstep.
 const SOFTMAX_ROWS: usize = 8;
@@ -1338,42 +1345,18 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
         let task_hi = t.key_range(last_pos).1.max(0) as usize;
         let dot = rows <= DOT_ROWS_MAX;
         let direct_v = dv % l == 0;
-        let (near, far) = Prefetch::<E>::distances(d.max(dv) * core::mem::size_of::<E>());
+        // Decode streams K and V once, so it prefetches them; prefill reads
+        // each row many times from cache and prefetches nothing.
+        let mut order = Blocks::new(task_lo, task_hi, if dot { RUNS } else { 1 });
+        let mut cursor = if dot {
+            let mut c = Cursor::new(s, k, t.k_row_stride, d, v, t.v_row_stride, dv, order);
+            c.advance(PREFETCH_LEAD / 64);
+            c
+        } else {
+            Cursor::idle(s)
+        };
 
-        // Decode splits its keys into `RUNS` runs of whole blocks and
-        // takes one block of each in turn, so K and V are read as 2·RUNS
-        // sequential streams instead of 2. The online softmax accepts keys
-        // in any order. Each run prefetches only inside itself.
-        let blocks = task_hi.saturating_sub(task_lo).div_ceil(KV_BLOCK);
-        let runs = if dot { RUNS.min(blocks).max(1) } else { 1 };
-        let per_run = blocks.div_ceil(runs) * KV_BLOCK;
-        let mut next = [0usize; RUNS];
-        let mut ends = [0usize; RUNS];
-        let mut prefetches = [Prefetch {
-            k,
-            v,
-            ks: t.k_row_stride,
-            vs: t.v_row_stride,
-            dv,
-            // Prefill reads each K and V row many times from cache, so it
-            // names no rows.
-            end: 0,
-            near,
-            far,
-        }; RUNS];
-        for i in 0..runs {
-            next[i] = (task_lo + i * per_run).min(task_hi);
-            ends[i] = (task_lo + (i + 1) * per_run).min(task_hi);
-            prefetches[i].end = if dot { ends[i] } else { 0 };
-        }
-
-        let mut run = 0;
-        // Each turn takes the next run, from `run` on, with keys left.
-        while let Some(i) = (0..runs).map(|x| (run + x) % runs).find(|&i| next[i] < ends[i]) {
-            let (j0, prefetch) = (next[i], &prefetches[i]);
-            let kb = (ends[i] - j0).min(KV_BLOCK);
-            next[i] += kb;
-            run = i + 1;
+        while let Some((j0, kb)) = order.pop() {
             let kblk = k.add(j0 * t.k_row_stride);
             let vblk = v.add(j0 * t.v_row_stride);
 
@@ -1396,12 +1379,12 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
 
             // Scores of the block: rows × kb into sc.scores.
             if dot {
-                let (q, ks, scores, prefetch) = (sc.q, t.k_row_stride, sc.scores, *prefetch);
-                s.outline(ScoresDotCall::<E, DK> { q, dp, rows, k: kblk, ks, d, kb, sc: scores, j0, prefetch });
+                let (q, ks, scores) = (sc.q, t.k_row_stride, sc.scores);
+                cursor = s.outline(ScoresDotCall::<_, E, DK> { q, dp, rows, k: kblk, ks, d, kb, sc: scores, cursor });
             } else if active > 0 {
                 pack_kt(s, kblk, t.k_row_stride, d, kb, sc.kt);
                 let (q, scores) = (sc.q.add(r_lo * dp), sc.scores.add(r_lo * KV_BLOCK));
-                gemm::<S, f32, MR, NV>(s, q, dp, sc.kt, KV_BLOCK, scores, KV_BLOCK, active, KV_BLOCK, d, false, ());
+                gemm::<S, f32, MR, NV>(s, q, dp, sc.kt, KV_BLOCK, scores, KV_BLOCK, active, KV_BLOCK, d, false, &mut ());
             }
 
             // Modifiers, masks and the online-softmax update. A block that
@@ -1429,26 +1412,21 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
             // acc += P · V over the kb keys of the block, for the rows that
             // attend any of them.
             if dot && direct_v {
-                let (vs, acc) = (t.v_row_stride, sc.acc);
-                let (a, b, m, k) = (sc.scores, vblk, rows, kb);
-                if let Some(hook) = VAheadInside::new(s, prefetch, j0, kb) {
-                    let call = GemmCall::<E, _, MR, NV> { a, lda: KV_BLOCK, b, ldb: vs, c: acc, ldc: dvp, m, n: dvp, k, accumulate: true, hook };
-                    s.outline(call);
-                } else {
-                    let hook = VAhead { s, prefetch: *prefetch, j0 };
-                    let call = GemmCall::<E, _, MR, NV> { a, lda: KV_BLOCK, b, ldb: vs, c: acc, ldc: dvp, m, n: dvp, k, accumulate: true, hook };
-                    s.outline(call);
-                }
+                let (a, b, ldb, c, m, k) = (sc.scores, vblk, t.v_row_stride, sc.acc, rows, kb);
+                let call = GemmCall::<E, _, MR, NV> { a, lda: KV_BLOCK, b, ldb, c, ldc: dvp, m, n: dvp, k, accumulate: true, hook: cursor };
+                cursor = s.outline(call);
                 continue;
             }
             let (scores, acc) = (sc.scores.add(r_lo * KV_BLOCK), sc.acc.add(r_lo * dvp));
             if active > 0 && direct_v {
-                let hook = VAhead { s, prefetch: *prefetch, j0 };
                 let vs = t.v_row_stride;
-                gemm::<S, E, MR, NV>(s, scores, KV_BLOCK, vblk, vs, acc, dvp, active, dvp, kb, true, hook);
+                gemm::<S, E, MR, NV>(s, scores, KV_BLOCK, vblk, vs, acc, dvp, active, dvp, kb, true, &mut ());
             } else if active > 0 {
+                // The packing reads the block's V lines at once, so the
+                // cursor moves past them at once.
+                cursor.lines(kb * (dv * core::mem::size_of::<E>()).div_ceil(64));
                 pack_v(s, vblk, t.v_row_stride, dv, dvp, kb, sc.vp);
-                gemm::<S, f32, MR, NV>(s, scores, KV_BLOCK, sc.vp, dvp, acc, dvp, active, dvp, kb, true, ());
+                gemm::<S, f32, MR, NV>(s, scores, KV_BLOCK, sc.vp, dvp, acc, dvp, active, dvp, kb, true, &mut ());
             }
         }
 
@@ -1541,3 +1519,82 @@ macro_rules! attention_kernels {
     };
 }
 use attention_kernels;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::scalar::Scalar;
+
+    /// Blocks in the order `Blocks` yields them for keys `lo .. hi`.
+    fn blocks(lo: usize, hi: usize, runs: usize) -> Vec<(usize, usize)> {
+        let mut b = Blocks::new(lo, hi, runs);
+        core::iter::from_fn(|| b.pop()).collect()
+    }
+
+    #[test]
+    fn blocks_in_turn() {
+        for (lo, hi) in [(0, 0), (5, 5), (0, 1), (3, 64), (0, 64), (0, 65), (7, 300), (0, 1024), (100, 1000)] {
+            for runs in 1..=RUNS {
+                let order = blocks(lo, hi, runs);
+                let mut keys: Vec<usize> = order.iter().flat_map(|&(j, n)| j..j + n).collect();
+                keys.sort_unstable();
+                assert_eq!(keys, (lo..hi).collect::<Vec<_>>(), "keys {lo}..{hi}, runs {runs}: {order:?}");
+                assert!(order.iter().all(|&(_, n)| (1..=KV_BLOCK).contains(&n)), "keys {lo}..{hi}: {order:?}");
+                // With two runs of several blocks, consecutive blocks come
+                // from different runs until one runs out.
+                if runs == 2 && hi - lo > 2 * KV_BLOCK {
+                    assert!(order[1].0 > order[0].0 + KV_BLOCK, "keys {lo}..{hi}: {order:?}");
+                }
+            }
+        }
+    }
+
+    /// Returns the line addresses, as element offsets from K or V, that the
+    /// cursor names from its start, in order.
+    fn walked<E: KvElem>(k: *const E, v: *const E, ks: usize, d: usize, vs: usize, dv: usize, lo: usize, hi: usize) -> Vec<(bool, usize)> {
+        let mut c = Cursor::<Scalar, E>::new(Scalar, k, ks, d, v, vs, dv, Blocks::new(lo, hi, RUNS));
+        let mut out = Vec::new();
+        c.walk(usize::MAX >> 1, |p| {
+            let (pk, pv) = (p as usize, v as usize);
+            out.push(if pk >= pv { (true, (pk - pv) / size_of::<E>()) } else { (false, (pk - k as usize) / size_of::<E>()) });
+        });
+        out
+    }
+
+    fn check_walk<E: KvElem>(ks: usize, d: usize, vs: usize, dv: usize, lo: usize, hi: usize) {
+        let line = 64 / size_of::<E>();
+        // K below V in one allocation-free address range: the cursor only
+        // computes addresses, it never reads them.
+        let k = 4096 as *const E;
+        let v = k.wrapping_add(hi * ks + 64);
+        let mut want = Vec::new();
+        for (j0, n) in blocks(lo, hi, RUNS) {
+            for (is_v, stride, len) in [(false, ks, d), (true, vs, dv)] {
+                for key in j0..j0 + n {
+                    want.extend((0..len).step_by(line).map(|x| (is_v, key * stride + x)));
+                }
+            }
+        }
+        let got = walked(k, v, ks, d, vs, dv, lo, hi);
+        assert_eq!(got, want, "ks {ks} d {d} vs {vs} dv {dv} keys {lo}..{hi}");
+    }
+
+    #[test]
+    fn cursor_read_order() {
+        check_walk::<f32>(128, 128, 128, 128, 0, 300);
+        check_walk::<f32>(200, 72, 48, 40, 3, 130);
+        check_walk::<F16Bits>(128, 128, 128, 128, 0, 1000);
+        check_walk::<F16Bits>(576, 576, 512, 512, 10, 75);
+        check_walk::<Bf16Bits>(100, 33, 64, 17, 0, 64);
+        check_walk::<f32>(128, 128, 128, 128, 5, 5);
+    }
+
+    #[test]
+    fn cursor_idle() {
+        let mut c = Cursor::<Scalar, f32>::idle(Scalar);
+        let mut n = 0;
+        c.walk(1000, |_| n += 1);
+        c.advance(1000);
+        assert_eq!(n, 0);
+    }
+}

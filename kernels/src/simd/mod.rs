@@ -214,15 +214,15 @@ pub unsafe trait SimdF32: Copy {
 /// implementation of `run` is `#[inline(always)]`, so that it dissolves into
 /// the outlined function with that function's target features.
 pub trait Outlined<S: SimdF32> {
-    /// What the computation returns.
+    /// The result of the computation.
     type Out;
 
     /// Runs the computation.
     ///
     /// # Safety
     ///
-    /// Stated by the implementor: usually that the pointers it holds cover
-    /// the ranges it reads and writes.
+    /// Stated by the implementor: usually that the pointers in the body
+    /// cover the ranges it reads and writes.
     unsafe fn run(self, s: S) -> Self::Out;
 }
 
