@@ -263,6 +263,7 @@ def bench_attention(ctx):
     GB/s of K and V read. The peer gets f16 K/V widened to f32, since its
     CPU path needs Q, K and V of one dtype.
 
+    K and V start on 64-byte boundaries, as a runtime's KV cache does.
     Repeated decode calls on one cache find it in L3 when it fits there,
     but a model's other layers evict it between tokens. So shorter caches
     are also timed "streamed": each call takes the next of enough copies
@@ -308,9 +309,9 @@ def bench_attention(ctx):
         out = np.empty_like(q)
         scale = 1.0 / np.sqrt(dim)
         for kv_name, dtype in (("f32", np.float32), ("f16", np.float16)):
-            k, v = k32.astype(dtype), v32.astype(dtype)
+            k, v = _aligned(k32.astype(dtype)), _aligned(v32.astype(dtype))
             tq = torch.from_numpy(q)
-            tk, tv = torch.from_numpy(k.astype(np.float32)), torch.from_numpy(v.astype(np.float32))
+            tk, tv = torch.from_numpy(_aligned(k.astype(np.float32))), torch.from_numpy(_aligned(v.astype(np.float32)))
 
             tk, tv = _sdpa_kv(tk, tv, hq)
 
@@ -335,6 +336,19 @@ STREAMED_MAX_KEYS = 8192
 # Bytes of f32 K and V copies that the streamed decode cycles through: four
 # times a 32 MiB L3.
 STREAMED_BYTES = 128 << 20
+
+
+def _aligned(a, align=64):
+    """Returns a copy of `a` that starts on an `align`-byte boundary. KV
+    caches from PyTorch's CPU allocator and from ggml start on 64-byte
+    boundaries, while numpy's large arrays start 16 bytes into a cache
+    line, which splits every 64-byte row load in two."""
+    import numpy as np
+    buf = np.empty(a.nbytes + align, dtype=np.uint8)
+    off = -buf.ctypes.data % align
+    out = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
 
 
 def _sdpa_kv(tk, tv, q_heads):
@@ -367,9 +381,10 @@ def _decode_streamed(ctx, attention, q, k32, v32, kv_len, scale):
     tq = torch.from_numpy(q)
     results = []
     for kv_name, dtype in (("f32", np.float32), ("f16", np.float16)):
-        ks = [k32.astype(dtype) for _ in range(copies)]
-        vs = [v32.astype(dtype) for _ in range(copies)]
-        peer_kv = [_sdpa_kv(torch.from_numpy(k.astype(np.float32)), torch.from_numpy(v.astype(np.float32)), hq)
+        ks = [_aligned(k32.astype(dtype)) for _ in range(copies)]
+        vs = [_aligned(v32.astype(dtype)) for _ in range(copies)]
+        peer_kv = [_sdpa_kv(torch.from_numpy(_aligned(k.astype(np.float32))),
+                            torch.from_numpy(_aligned(v.astype(np.float32))), hq)
                    for k, v in zip(ks, vs)]
         turn = {"mlak": 0, "peer": 0}
 
