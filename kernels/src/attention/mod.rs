@@ -760,8 +760,8 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
 }
 
 /// Software prefetch of a decode task: a cursor over the cache lines of
-/// the K and V rows that the task reads, in the order that it reads them
-/// (per block of keys, the K rows, then the V rows), kept a fixed
+/// the K and V rows that the task reads. It names them in the order that
+/// the task reads them (per block of keys, the K rows, then the V rows),
 /// [`PREFETCH_LEAD`] bytes ahead of the reads.
 ///
 /// Decode reads every K and V byte once, from DRAM when the cache is long,
@@ -772,10 +772,10 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
 /// It replaced a scheme that requested, per line read, the same line of
 /// the rows a fixed distance ahead in each K and V stream, into L2 and into
 /// L1. On one Zen 5 core (Hkv 8, D 128, runs timed in turn), the cursor
-/// read f32 K and V at 8192 and 32768 keys 5 to 30 % faster (up to 40 GB/s
-/// from 64-byte aligned rows, against a read ceiling of 38 to 42 GB/s) and
-/// f16 0 to 10 % faster. With K and V in L2 or L3, where decode is bound
-/// by compute, its bookkeeping costs 3 to 6 %.
+/// read f32 K and V at 8192 and 32768 keys 5 to 30 % faster, and f16 0 to
+/// 10 % faster. The best f32 rate was 40 GB/s from 64-byte aligned rows,
+/// against a read ceiling of 38 to 42 GB/s. With K and V in L2 or L3,
+/// where decode is bound by compute, its bookkeeping costs 3 to 6 %.
 ///
 /// The cursor never names a row outside the task, and prefetch never
 /// faults.
