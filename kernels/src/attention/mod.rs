@@ -762,7 +762,7 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
 /// Software prefetch of a decode task: a cursor over the cache lines of
 /// the K and V rows that the task reads. It names them in the order that
 /// the task reads them (per block of keys, the K rows, then the V rows),
-/// [`PREFETCH_LEAD`] bytes ahead of the reads.
+/// [`prefetch_lead`] bytes ahead of the reads.
 ///
 /// Decode reads every K and V byte once, from DRAM when the cache is long,
 /// and the hardware prefetchers alone leave the core waiting. The product
@@ -809,11 +809,27 @@ struct Cursor<S, E> {
     dv: usize,
 }
 
-/// Bytes that the decode prefetch cursor runs ahead of the reads. On one
-/// Zen 5 core, 16 KiB read fastest for f32 and f16 K and V at 32768 keys;
-/// 8 KiB was 10 to 15 % slower and 24 KiB 0 to 10 % slower. Requests into
-/// L2 (PREFETCHT1) instead of L1 were 5 to 40 % slower, and a second
-/// cursor further ahead into L2 was 10 to 25 % slower.
+/// Returns the bytes that the decode prefetch cursor runs ahead of the
+/// reads, for V rows of `v_row_bytes` that the P·V tile reads in `passes`
+/// passes over column ranges.
+///
+/// The cursor walks each V row whole, but the first pass reads a part of
+/// every row of the block, so more passes need a longer lead. With 2
+/// passes (AVX-512, D 128), [`PREFETCH_LEAD`] alone read fastest. Each pass
+/// past the second adds its share of the V block: 40 KiB in all for f32
+/// rows of 128 in 8 passes (AVX2). On one Zen 5 core at 32768 keys (Hkv 8,
+/// D 128), AVX2 f32 decode read 35 GB/s with a 32 to 48 KiB lead and
+/// 26 GB/s with 16 KiB.
+fn prefetch_lead(v_row_bytes: usize, passes: usize) -> usize {
+    let v_block = KV_BLOCK * v_row_bytes;
+    PREFETCH_LEAD + v_block * passes.saturating_sub(2) / passes.max(1)
+}
+
+/// The prefetch lead with at most 2 V passes. On one Zen 5 core (AVX-512,
+/// 2 passes), 16 KiB read fastest for f32 and f16 at 32768 keys. 8 KiB was
+/// 10 to 15 % slower. 24 KiB was 0 to 10 % slower, and 10 % slower for f32
+/// from L3. Requests into L2 (PREFETCHT1) instead of L1 were 5 to 40 %
+/// slower, and a second cursor further ahead into L2 10 to 25 % slower.
 const PREFETCH_LEAD: usize = 16 << 10;
 
 impl<S: SimdF32, E: KvElem> Cursor<S, E> {
@@ -1356,7 +1372,7 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
         let mut order = Blocks::new(task_lo, task_hi, if dot { RUNS } else { 1 });
         let mut cursor = if dot {
             let mut c = Cursor::new(s, k, t.k_row_stride, d, v, t.v_row_stride, dv, order);
-            c.advance(PREFETCH_LEAD / 64);
+            c.advance(prefetch_lead(dv * core::mem::size_of::<E>(), if direct_v { dvp.div_ceil(NV * l) } else { 1 }) / 64);
             c
         } else {
             Cursor::idle(s)
@@ -1593,6 +1609,15 @@ mod tests {
         check_walk::<F16Bits>(576, 576, 512, 512, 10, 75);
         check_walk::<Bf16Bits>(100, 33, 64, 17, 0, 64);
         check_walk::<f32>(128, 128, 128, 128, 5, 5);
+    }
+
+    #[test]
+    fn prefetch_lead_by_passes() {
+        // f32 rows of 128: a 32 KiB V block.
+        assert_eq!(prefetch_lead(512, 1), PREFETCH_LEAD);
+        assert_eq!(prefetch_lead(512, 2), PREFETCH_LEAD);
+        assert_eq!(prefetch_lead(512, 8), PREFETCH_LEAD + (24 << 10));
+        assert_eq!(prefetch_lead(512, 0), PREFETCH_LEAD);
     }
 
     #[test]
