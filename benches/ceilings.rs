@@ -19,6 +19,19 @@ const CHUNK: usize = 16 << 10;
 /// Stream counts the read probe tries.
 const STREAMS: [usize; 4] = [1, 2, 4, 8];
 
+/// Calls the read probe `$read::<N>` on `$data`, with N the stream count
+/// `$n`, one of [`STREAMS`].
+macro_rules! with_streams {
+    ($module:ident::$read:ident, $data:expr, $n:expr) => {
+        match $n {
+            1 => $module::$read::<1>($data),
+            2 => $module::$read::<2>($data),
+            4 => $module::$read::<4>($data),
+            _ => $module::$read::<8>($data),
+        }
+    };
+}
+
 /// Runs `f` `repeats` times and returns the best wall time in seconds.
 fn best_of(repeats: usize, mut f: impl FnMut()) -> f64 {
     (0..repeats)
@@ -201,24 +214,10 @@ fn main() {
         }
         let sum: Option<fn(&[f32], usize) -> f32> = if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512F was detected just above.
-            Some(|d, n| unsafe {
-                match n {
-                    1 => x86::read_avx512::<1>(d),
-                    2 => x86::read_avx512::<2>(d),
-                    4 => x86::read_avx512::<4>(d),
-                    _ => x86::read_avx512::<8>(d),
-                }
-            })
+            Some(|d, n| unsafe { with_streams!(x86::read_avx512, d, n) })
         } else if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 was detected just above.
-            Some(|d, n| unsafe {
-                match n {
-                    1 => x86::read_avx2::<1>(d),
-                    2 => x86::read_avx2::<2>(d),
-                    4 => x86::read_avx2::<4>(d),
-                    _ => x86::read_avx2::<8>(d),
-                }
-            })
+            Some(|d, n| unsafe { with_streams!(x86::read_avx2, d, n) })
         } else {
             None
         };

@@ -309,16 +309,5 @@ unsafe impl SimdF32 for Avx512 {
         // SSE is implied by the token.
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
-    #[inline(always)]
-    unsafe fn outline<B: super::Outlined<Self>>(self, body: B) -> B::Out {
-        #[inline(never)]
-        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
-        unsafe fn run<B: super::Outlined<Avx512>>(s: Avx512, body: B) -> B::Out {
-            // SAFETY: the caller of `outline` meets the body's contract.
-            unsafe { body.run(s) }
-        }
-        // SAFETY: the token proves that the CPU runs these features, and
-        // the caller meets the body's contract.
-        unsafe { run(self, body) }
-    }
+    outline_with_features!(Avx512, "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c");
 }

@@ -10,6 +10,26 @@
 //! instruction sets. NaN handling of `max` and `min` is one such case, so
 //! the algorithm bodies track NaN with `is_nan` instead of relying on it.
 
+/// Expands to the `SimdF32::outline` method of token `$token`, whose
+/// outlined function enables the target features `$features`. The token
+/// proves that the CPU runs them.
+macro_rules! outline_with_features {
+    ($token:ty, $features:literal) => {
+        #[inline(always)]
+        unsafe fn outline<B: super::Outlined<Self>>(self, body: B) -> B::Out {
+            #[inline(never)]
+            #[target_feature(enable = $features)]
+            unsafe fn run<B: super::Outlined<$token>>(s: $token, body: B) -> B::Out {
+                // SAFETY: the caller of `outline` meets the body's contract.
+                unsafe { body.run(s) }
+            }
+            // SAFETY: the token proves that the CPU runs these features, and
+            // the caller meets the body's contract.
+            unsafe { run(self, body) }
+        }
+    };
+}
+
 pub mod scalar;
 pub mod special;
 

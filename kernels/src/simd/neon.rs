@@ -254,16 +254,5 @@ unsafe impl SimdF32 for Neon {
             (vreinterpretq_f32_u32(even), vreinterpretq_f32_u32(odd))
         }
     }
-    #[inline(always)]
-    unsafe fn outline<B: super::Outlined<Self>>(self, body: B) -> B::Out {
-        #[inline(never)]
-        #[target_feature(enable = "neon")]
-        unsafe fn run<B: super::Outlined<Neon>>(s: Neon, body: B) -> B::Out {
-            // SAFETY: the caller of `outline` meets the body's contract.
-            unsafe { body.run(s) }
-        }
-        // SAFETY: the token proves that the CPU runs NEON, and the caller
-        // meets the body's contract.
-        unsafe { run(self, body) }
-    }
+    outline_with_features!(Neon, "neon");
 }
