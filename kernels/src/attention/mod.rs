@@ -780,8 +780,8 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
 /// The cursor never names a row outside the task, and prefetch never
 /// faults.
 ///
-/// NOTE: f32 at 32768 keys reads about 76 % of the read ceiling on that
-/// core, f16 about 96 %. In one build, LLVM kept `p` on the stack, so each
+/// NOTE: f32 at 32768 keys read 76 to 87 % of the read ceiling on that
+/// core in three report runs, f16 about 96 %. In one build, LLVM kept `p` on the stack, so each
 /// request waited on a store and a reload of the previous one. That build
 /// read f32 at 94 to 97 % and f16 8 % slower. Requests spaced out that way,
 /// but on purpose and without the f16 cost, are untried.
@@ -837,7 +837,7 @@ impl<S: SimdF32, E: KvElem> Cursor<S, E> {
     const LINE: usize = 64 / core::mem::size_of::<E>();
 
     /// Returns a cursor at the first line of the first K row of `blocks`,
-    /// or an idle one when there is none. K and V rows hold `d` and `dv`
+    /// or an idle one when there is none. K and V rows contain `d` and `dv`
     /// elements at strides `ks` and `vs`.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
@@ -944,7 +944,8 @@ struct Blocks {
 }
 
 impl Blocks {
-    /// Splits keys `lo .. hi` into `runs.min(RUNS)` runs, at least one.
+    /// Splits keys `lo .. hi` into `runs.min(RUNS)` runs, at least one and
+    /// at most one per block.
     fn new(lo: usize, hi: usize, runs: usize) -> Self {
         let blocks = hi.saturating_sub(lo).div_ceil(KV_BLOCK);
         let runs = runs.min(RUNS).min(blocks).max(1);
@@ -977,19 +978,6 @@ impl<S: SimdF32, E: KvElem> LineHook for Cursor<S, E> {
     #[inline(always)]
     fn lines(&mut self, n: usize) {
         self.advance(n);
-    }
-}
-
-impl<A: LineHook, B: LineHook> LineHook for (A, B) {
-    #[inline(always)]
-    fn line(&mut self) {
-        self.0.line();
-        self.1.line();
-    }
-    #[inline(always)]
-    fn lines(&mut self, n: usize) {
-        self.0.lines(n);
-        self.1.lines(n);
     }
 }
 
@@ -1367,12 +1355,17 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
         let task_hi = t.key_range(last_pos).1.max(0) as usize;
         let dot = rows <= DOT_ROWS_MAX;
         let direct_v = dv % l == 0;
-        // Decode streams K and V once, so it prefetches them; prefill reads
+        // Decode streams K and V once, so it prefetches them. Prefill reads
         // each row many times from cache and prefetches nothing.
         let mut order = Blocks::new(task_lo, task_hi, if dot { RUNS } else { 1 });
         let mut cursor = if dot {
+            // The P·V tile reads V in passes of NV vectors of columns, and
+            // the columns left over in passes of one vector. A packed V block
+            // is read whole.
+            let passes = if direct_v { dvp / (NV * l) + dvp % (NV * l) / l } else { 1 };
+            let lead = prefetch_lead(dv * core::mem::size_of::<E>(), passes);
             let mut c = Cursor::new(s, k, t.k_row_stride, d, v, t.v_row_stride, dv, order);
-            c.advance(prefetch_lead(dv * core::mem::size_of::<E>(), if direct_v { dvp.div_ceil(NV * l) } else { 1 }) / 64);
+            c.advance(lead / 64);
             c
         } else {
             Cursor::idle(s)
@@ -1585,8 +1578,8 @@ mod tests {
 
     fn check_walk<E: KvElem>(ks: usize, d: usize, vs: usize, dv: usize, lo: usize, hi: usize) {
         let line = 64 / size_of::<E>();
-        // K below V in one allocation-free address range: the cursor only
-        // computes addresses, it never reads them.
+        // Made-up addresses with K below V. The cursor only computes
+        // addresses and never reads them.
         let k = 4096 as *const E;
         let v = k.wrapping_add(hi * ks + 64);
         let mut want = Vec::new();
