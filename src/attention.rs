@@ -35,6 +35,8 @@ type TaskFn = unsafe fn(&AttentionTask, *mut f32);
 /// element type.
 pub(crate) struct AttentionKernels {
     kv_f32: TaskFn,
+    /// f32 with paced decode prefetch, for K and V read from DRAM.
+    kv_f32_paced: TaskFn,
     kv_f16: TaskFn,
     kv_bf16: TaskFn,
 }
@@ -44,6 +46,7 @@ impl AttentionKernels {
         use mlak_kernels::attention::scalar::*;
         AttentionKernels {
             kv_f32: f32_attention_kvf32_scalar,
+            kv_f32_paced: f32_attention_kvf32_paced_scalar,
             kv_f16: f32_attention_kvf16_scalar,
             kv_bf16: f32_attention_kvbf16_scalar,
         }
@@ -53,6 +56,7 @@ impl AttentionKernels {
         use mlak_kernels::attention::avx2::*;
         AttentionKernels {
             kv_f32: f32_attention_kvf32_avx2,
+            kv_f32_paced: f32_attention_kvf32_paced_avx2,
             kv_f16: f32_attention_kvf16_avx2,
             kv_bf16: f32_attention_kvbf16_avx2,
         }
@@ -62,6 +66,7 @@ impl AttentionKernels {
         use mlak_kernels::attention::avx512::*;
         AttentionKernels {
             kv_f32: f32_attention_kvf32_avx512,
+            kv_f32_paced: f32_attention_kvf32_paced_avx512,
             kv_f16: f32_attention_kvf16_avx512,
             kv_bf16: f32_attention_kvbf16_avx512,
         }
@@ -71,6 +76,7 @@ impl AttentionKernels {
         use mlak_kernels::attention::neon::*;
         AttentionKernels {
             kv_f32: f32_attention_kvf32_neon,
+            kv_f32_paced: f32_attention_kvf32_paced_neon,
             kv_f16: f32_attention_kvf16_neon,
             kv_bf16: f32_attention_kvbf16_neon,
         }
@@ -352,6 +358,21 @@ impl Plan {
     }
 }
 
+/// Returns the bytes of K and V that a call reads, at `elem` bytes per
+/// element: every key up to the batch's key length, saturating. Above the
+/// last-level cache, they come from DRAM on every call, so f32 decode
+/// takes the entry point with paced prefetch, which reads DRAM faster
+/// and the caches slower.
+fn kv_bytes(sh: &AttentionShape, kv_lengths: &[usize], elem: usize) -> usize {
+    let keys = if kv_lengths.is_empty() {
+        sh.batch.saturating_mul(sh.kv_len)
+    } else {
+        kv_lengths.iter().fold(0usize, |a, &n| a.saturating_add(n))
+    };
+    let row = sh.head_dim.saturating_add(sh.v_head_dim).saturating_mul(elem);
+    keys.saturating_mul(sh.kv_heads).saturating_mul(row)
+}
+
 /// Runs a validated call.
 ///
 /// # Safety
@@ -361,11 +382,44 @@ impl Plan {
 /// `q_heads` values), `o` and `lse` overlap no input and not each other,
 /// and `k` and `v` hold elements of `kv_dtype`.
 pub(crate) unsafe fn run(p: &RawAttention) -> Result<()> {
+    // SAFETY: forwarded from the caller.
+    unsafe { run_entry(p, Entry::of(p, crate::gemm::cache_sizes().l3)) }
+}
+
+/// The entry point of the level's table that a call takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry {
+    F32,
+    F32Paced,
+    F16,
+    Bf16,
+}
+
+impl Entry {
+    /// Returns the entry point for `p` on a machine whose last-level cache
+    /// has `llc` bytes.
+    fn of(p: &RawAttention, llc: usize) -> Entry {
+        match p.kv_dtype {
+            Dtype::F32 if kv_bytes(&p.shape, &p.kv_lengths, 4) > llc => Entry::F32Paced,
+            Dtype::F32 => Entry::F32,
+            Dtype::F16 => Entry::F16,
+            Dtype::Bf16 => Entry::Bf16,
+        }
+    }
+}
+
+/// Runs a validated call through `entry`, which must match its K/V type.
+///
+/// # Safety
+///
+/// As for [`run`].
+unsafe fn run_entry(p: &RawAttention, entry: Entry) -> Result<()> {
     let table = kernels()?;
-    let f = match p.kv_dtype {
-        Dtype::F32 => table.attention.kv_f32,
-        Dtype::F16 => table.attention.kv_f16,
-        Dtype::Bf16 => table.attention.kv_bf16,
+    let f = match entry {
+        Entry::F32 => table.attention.kv_f32,
+        Entry::F32Paced => table.attention.kv_f32_paced,
+        Entry::F16 => table.attention.kv_f16,
+        Entry::Bf16 => table.attention.kv_bf16,
     };
     let sh = p.shape;
     if sh.batch * sh.q_heads * sh.q_len == 0 {
@@ -703,4 +757,107 @@ pub fn attention(args: &AttentionArgs, o: &mut [f32], o_strides: [usize; 4], lse
     // SAFETY: every slice covers its span, the outputs are distinct mutable
     // slices, and the element type matches the K and V slices.
     unsafe { run(&raw) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::{isa_supported, last_dispatched_isa, with_isa, Isa};
+
+    fn shape(q_heads: usize, kv_heads: usize, q_len: usize, kv_len: usize, d: usize, dv: usize) -> AttentionShape {
+        AttentionShape { batch: 1, q_heads, kv_heads, q_len, kv_len, head_dim: d, v_head_dim: dv }
+    }
+
+    /// Builds a call on contiguous tensors with default options and scale
+    /// 1/sqrt(D).
+    fn raw(sh: AttentionShape, q: &[f32], k: &[f32], v: &[f32], o: &mut [f32], lse: &mut [f32]) -> RawAttention {
+        RawAttention {
+            shape: sh,
+            q: q.as_ptr(),
+            q_strides: contiguous_strides(sh.q_dims()),
+            k: k.as_ptr().cast(),
+            k_strides: contiguous_strides(sh.k_dims()),
+            v: v.as_ptr().cast(),
+            v_strides: contiguous_strides(sh.v_dims()),
+            kv_dtype: Dtype::F32,
+            o: o.as_mut_ptr(),
+            o_strides: contiguous_strides(sh.o_dims()),
+            lse: lse.as_mut_ptr(),
+            options: AttentionOptions { scale: 1.0 / (sh.head_dim as f32).sqrt(), ..AttentionOptions::default() },
+            kv_lengths: Vec::new(),
+            bias: std::ptr::null(),
+            bias_strides: [0; 4],
+            alibi: std::ptr::null(),
+        }
+    }
+
+    #[test]
+    fn paced_entry_for_large_f32() {
+        let sh = AttentionShape { batch: 2, ..shape(4, 2, 1, 100, 64, 32) };
+        let (q, kv) = (vec![0.0f32; 2 * 4 * 64], vec![0.0f32; 2 * 2 * 100 * 64]);
+        let (mut o, mut lse) = (vec![0.0f32; 2 * 4 * 32], vec![0.0f32; 2 * 4]);
+        let mut p = raw(sh, &q, &kv, &kv, &mut o, &mut lse);
+        // 2 batches × 2 KV heads × 100 keys × (64 + 32) f32.
+        let bytes = 2 * 2 * 100 * 96 * 4;
+        assert_eq!(kv_bytes(&p.shape, &p.kv_lengths, 4), bytes);
+        assert_eq!(Entry::of(&p, bytes), Entry::F32);
+        assert_eq!(Entry::of(&p, bytes - 1), Entry::F32Paced);
+        p.kv_lengths = vec![10, 20];
+        assert_eq!(kv_bytes(&p.shape, &p.kv_lengths, 4), 30 * 2 * 96 * 4);
+        assert_eq!(Entry::of(&p, 30 * 2 * 96 * 4), Entry::F32);
+        p.kv_dtype = Dtype::F16;
+        assert_eq!(Entry::of(&p, 0), Entry::F16);
+        p.kv_dtype = Dtype::Bf16;
+        assert_eq!(Entry::of(&p, 0), Entry::Bf16);
+        let huge = AttentionShape { batch: usize::MAX, ..sh };
+        assert_eq!(kv_bytes(&huge, &[], 4), usize::MAX);
+    }
+
+    /// The paced entry point changes only when prefetch requests go out,
+    /// so its outputs and logsumexps must equal the unpaced ones bit for
+    /// bit, on every level, for decode (where the cursor runs) and prefill.
+    #[test]
+    fn paced_f32_matches_unpaced_bitwise() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon] {
+            if !isa_supported(isa) {
+                // Straight to stderr, which libtest does not capture, so
+                // the skip shows in every run.
+                use std::io::Write;
+                let test = "paced_f32_matches_unpaced_bitwise";
+                let _ = writeln!(std::io::stderr(), "SKIPPED: {test} on {}: not supported by this CPU", isa.name());
+                continue;
+            }
+            // GQA 4 decode with a partial last block, odd head dims, MHA,
+            // and a prefill shape that takes the packed path.
+            for (hq, hkv, lq, lkv, d, dv) in
+                [(8, 2, 1, 700, 128, 128), (4, 1, 2, 131, 72, 40), (3, 3, 1, 64, 16, 16), (2, 1, 40, 90, 32, 32)]
+            {
+                let sh = shape(hq, hkv, lq, lkv, d, dv);
+                let q: Vec<f32> = (0..hq * lq * d).map(|_| next()).collect();
+                let k: Vec<f32> = (0..hkv * lkv * d).map(|_| next()).collect();
+                let v: Vec<f32> = (0..hkv * lkv * dv).map(|_| next()).collect();
+                let mut outs = Vec::new();
+                for entry in [Entry::F32, Entry::F32Paced] {
+                    let (mut o, mut lse) = (vec![0.0f32; hq * lq * dv], vec![0.0f32; hq * lq]);
+                    let p = raw(sh, &q, &k, &v, &mut o, &mut lse);
+                    p.check().expect("a valid call");
+                    // SAFETY: every buffer contains its contiguous tensor, which
+                    // `check` accepted, and the outputs are separate vectors.
+                    with_isa(isa, || unsafe { run_entry(&p, entry) }).unwrap().unwrap();
+                    assert_eq!(last_dispatched_isa(), Some(isa), "the call did not dispatch to {}", isa.name());
+                    outs.push((o, lse));
+                }
+                for (name, a, b) in [("o", &outs[0].0, &outs[1].0), ("lse", &outs[0].1, &outs[1].1)] {
+                    if let Some(i) = (0..a.len()).find(|&i| a[i].to_bits() != b[i].to_bits()) {
+                        panic!("{}: {name}[{i}] unpaced {} paced {} ({sh:?})", isa.name(), a[i], b[i]);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -780,13 +780,23 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
 /// The cursor never names a row outside the task, and prefetch never
 /// faults.
 ///
-/// NOTE: f32 at 32768 keys read 76 to 87 % of the read ceiling on that
-/// core in three report runs, f16 about 96 %. In one build, LLVM kept `p` on the stack, so each
-/// request waited on a store and a reload of the previous one. That build
-/// read f32 at 94 to 97 % and f16 8 % slower. Requests spaced out that way,
-/// but on purpose and without the f16 cost, are untried.
+/// With `PACED`, the cursor's position passes through memory after each
+/// request, so each request waits for a store and a reload of the one
+/// before. The requests go out spaced, which is the likely cause of the
+/// gain (an inference, since this VM exposes no counters to confirm it).
+/// On one Zen 5 core (Hkv 8, D 128), paced requests read f32 K and V from
+/// DRAM 10 to 15 % faster at 8192 and 32768 keys, and 5 to 9 % faster
+/// with AVX2. They read f32 from L3 10 to 15 % slower, and f16 from DRAM
+/// 5 % slower. A chain of 9 cycles of register arithmetic per request
+/// gained half as much, and one of 3 or 6 cycles nothing. So the driver
+/// takes the paced entry point only for f32 K and V larger than the
+/// last-level cache.
+///
+/// NOTE: f32 K and V that fit in the last-level cache but come from DRAM,
+/// because other work evicted them, take the unpaced entry point and
+/// miss that gain.
 #[derive(Clone, Copy)]
-struct Cursor<S, E> {
+struct Cursor<S, E, const PACED: bool> {
     s: S,
     /// Next line to request, or null past the task's last row.
     p: *const E,
@@ -832,7 +842,7 @@ fn prefetch_lead(v_row_bytes: usize, passes: usize) -> usize {
 /// slower, and a second cursor further ahead into L2 10 to 25 % slower.
 const PREFETCH_LEAD: usize = 16 << 10;
 
-impl<S: SimdF32, E: KvElem> Cursor<S, E> {
+impl<S: SimdF32, E: KvElem, const PACED: bool> Cursor<S, E, PACED> {
     /// Elements of type `E` per 64-byte line.
     const LINE: usize = 64 / core::mem::size_of::<E>();
 
@@ -888,6 +898,9 @@ impl<S: SimdF32, E: KvElem> Cursor<S, E> {
             }
             f(self.p);
             self.p = self.p.wrapping_add(Self::LINE);
+            if PACED {
+                self.p = core::hint::black_box(self.p);
+            }
             if self.p >= self.row_end {
                 self.next_row();
             }
@@ -970,7 +983,7 @@ impl Blocks {
     }
 }
 
-impl<S: SimdF32, E: KvElem> LineHook for Cursor<S, E> {
+impl<S: SimdF32, E: KvElem, const PACED: bool> LineHook for Cursor<S, E, PACED> {
     #[inline(always)]
     fn line(&mut self) {
         self.advance(1);
@@ -1311,7 +1324,14 @@ unsafe fn softmax_row<S: SimdF32>(s: S, t: &AttentionTask, sc: &Scratch, dvp: us
 /// f32 that nothing else uses; `task.k` and `task.v` point at elements of
 /// type `E`; `MR <= 8`. `DK` is the number of keys per dot-product tile.
 #[inline(always)]
-pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: usize, const DK: usize>(
+pub unsafe fn attention_task<
+    S: SimdF32,
+    E: KvElem,
+    const MR: usize,
+    const NV: usize,
+    const DK: usize,
+    const PACED: bool,
+>(
     s: S,
     t: &AttentionTask,
     scratch: *mut f32,
@@ -1364,7 +1384,7 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
             // is read whole.
             let passes = if direct_v { dvp / (NV * l) + dvp % (NV * l) / l } else { 1 };
             let lead = prefetch_lead(dv * core::mem::size_of::<E>(), passes);
-            let mut c = Cursor::new(s, k, t.k_row_stride, d, v, t.v_row_stride, dv, order);
+            let mut c = Cursor::<S, E, PACED>::new(s, k, t.k_row_stride, d, v, t.v_row_stride, dv, order);
             c.advance(lead / 64);
             c
         } else {
@@ -1480,7 +1500,7 @@ pub unsafe fn attention_task<S: SimdF32, E: KvElem, const MR: usize, const NV: u
 /// K/V element type, with the GEMM register tile `MR × NV` vectors and
 /// `DK` keys per dot-product tile.
 macro_rules! attention_kernels {
-    ($token:ty, [$($feature:literal),*], $mr:literal, $nv:literal, $dk:literal, $f32:ident, $f16:ident, $bf16:ident) => {
+    ($token:ty, [$($feature:literal),*], $mr:literal, $nv:literal, $dk:literal, $f32:ident, $f32p:ident, $f16:ident, $bf16:ident) => {
         /// Attention task with f32 K and V; see
         /// [`attention_task`](crate::attention::attention_task).
         ///
@@ -1491,7 +1511,22 @@ macro_rules! attention_kernels {
         $(#[target_feature(enable = $feature)])*
         pub unsafe fn $f32(task: &crate::attention::AttentionTask, scratch: *mut f32) {
             // SAFETY: the caller guarantees the ISA and the task contract.
-            unsafe { crate::attention::attention_task::<_, f32, $mr, $nv, $dk>(<$token>::new_unchecked(), task, scratch) }
+            unsafe { crate::attention::attention_task::<_, f32, $mr, $nv, $dk, false>(<$token>::new_unchecked(), task, scratch) }
+        }
+
+        /// Attention task with f32 K and V whose decode prefetch requests go
+        /// out paced, for K and V read from DRAM. See
+        /// [`attention_task`](crate::attention::attention_task). Its results
+        /// equal those of the unpaced entry point bit for bit.
+        ///
+        /// # Safety
+        ///
+        /// As for `attention_task` with f32 elements, and the CPU runs this
+        /// instruction set.
+        $(#[target_feature(enable = $feature)])*
+        pub unsafe fn $f32p(task: &crate::attention::AttentionTask, scratch: *mut f32) {
+            // SAFETY: the caller guarantees the ISA and the task contract.
+            unsafe { crate::attention::attention_task::<_, f32, $mr, $nv, $dk, true>(<$token>::new_unchecked(), task, scratch) }
         }
 
         /// Attention task with f16 K and V; see
@@ -1505,7 +1540,7 @@ macro_rules! attention_kernels {
         pub unsafe fn $f16(task: &crate::attention::AttentionTask, scratch: *mut f32) {
             // SAFETY: the caller guarantees the ISA and the task contract.
             unsafe {
-                crate::attention::attention_task::<_, crate::attention::F16Bits, $mr, $nv, $dk>(
+                crate::attention::attention_task::<_, crate::attention::F16Bits, $mr, $nv, $dk, false>(
                     <$token>::new_unchecked(),
                     task,
                     scratch,
@@ -1524,7 +1559,7 @@ macro_rules! attention_kernels {
         pub unsafe fn $bf16(task: &crate::attention::AttentionTask, scratch: *mut f32) {
             // SAFETY: the caller guarantees the ISA and the task contract.
             unsafe {
-                crate::attention::attention_task::<_, crate::attention::Bf16Bits, $mr, $nv, $dk>(
+                crate::attention::attention_task::<_, crate::attention::Bf16Bits, $mr, $nv, $dk, false>(
                     <$token>::new_unchecked(),
                     task,
                     scratch,
@@ -1567,7 +1602,7 @@ mod tests {
     /// Returns the line addresses, as element offsets from K or V, that the
     /// cursor names from its start, in order.
     fn walked<E: KvElem>(k: *const E, v: *const E, ks: usize, d: usize, vs: usize, dv: usize, lo: usize, hi: usize) -> Vec<(bool, usize)> {
-        let mut c = Cursor::<Scalar, E>::new(Scalar, k, ks, d, v, vs, dv, Blocks::new(lo, hi, RUNS));
+        let mut c = Cursor::<Scalar, E, false>::new(Scalar, k, ks, d, v, vs, dv, Blocks::new(lo, hi, RUNS));
         let mut out = Vec::new();
         c.walk(usize::MAX >> 1, |p| {
             let (pk, pv) = (p as usize, v as usize);
@@ -1615,7 +1650,7 @@ mod tests {
 
     #[test]
     fn cursor_idle() {
-        let mut c = Cursor::<Scalar, f32>::idle(Scalar);
+        let mut c = Cursor::<Scalar, f32, false>::idle(Scalar);
         let mut n = 0;
         c.walk(1000, |_| n += 1);
         c.advance(1000);

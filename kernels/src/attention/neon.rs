@@ -11,6 +11,7 @@ super::attention_kernels!(
     4,
     4,
     f32_attention_kvf32_neon,
+    f32_attention_kvf32_paced_neon,
     f32_attention_kvf16_neon,
     f32_attention_kvbf16_neon
 );

@@ -10,6 +10,7 @@ super::attention_kernels!(
     4,
     2,
     f32_attention_kvf32_scalar,
+    f32_attention_kvf32_paced_scalar,
     f32_attention_kvf16_scalar,
     f32_attention_kvbf16_scalar
 );
