@@ -869,7 +869,7 @@ def write_report(path, results, ceil, plots, np, torch, mlak, blas, quick):
         f"| f32 FMA peak ({ceil.get('f32_fma_isa', '?')}), GFLOP/s | {ceil.get('f32_fma_gflops_1t', '-')} "
         f"| {ceil.get('f32_fma_gflops_all', '-')} |",
         f"| bf16 dot-product peak (vdpbf16ps), GFLOP/s | {ceil.get('bf16_dot_gflops_1t', '-')} | |",
-        f"| streaming read (best of 1, 2, 4, 8 streams), GB/s | {ceil.get('read_gbs_1t', '-')} | {ceil.get('read_gbs_all', '-')} |",
+        f"| streaming read (best of 1, 2, 4, 8 streams, each with and without prefetch), GB/s | {ceil.get('read_gbs_1t', '-')} | {ceil.get('read_gbs_all', '-')} |",
         "",
         "## Targets",
         "",
