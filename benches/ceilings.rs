@@ -1,7 +1,10 @@
 //! Measures this machine's ceilings for the peer report: the f32 FMA peak
 //! and the bf16 dot-product peak from register-only loops, and the
 //! streaming read bandwidth of one core and of all cores. Prints one JSON
-//! object on stdout. Run with `cargo bench --bench ceilings`.
+//! object on stdout. Run with `cargo bench --bench ceilings`, or with
+//! `cargo bench --bench ceilings -- --read-only` for the read bandwidth
+//! alone, which the peer report measures again next to the attention
+//! decode results.
 //!
 //! One core reads several sequential streams at once faster than one,
 //! probably because the hardware prefetcher tracks each stream separately,
@@ -220,26 +223,29 @@ fn read_bandwidth(data: &[f32], threads: usize, sum: ReadProbe) -> (f64, usize, 
 fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut fields = vec![format!("\"cores\": {cores}")];
+    let read_only = std::env::args().any(|a| a == "--read-only");
     #[cfg(target_arch = "x86_64")]
     {
         let per_fma = (ACCUMULATORS * 2) as f64;
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F was detected just above.
-            let k: fn(usize) -> f32 = |n| unsafe { x86::fma_avx512(n) };
-            fields.push(format!("\"f32_fma_gflops_1t\": {:.1}", peak(1, per_fma * 16.0, k)));
-            fields.push(format!("\"f32_fma_gflops_all\": {:.1}", peak(cores, per_fma * 16.0, k)));
-            fields.push("\"f32_fma_isa\": \"avx512\"".into());
-        } else if std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: AVX2 and FMA are present on every CPU with FMA here.
-            let k: fn(usize) -> f32 = |n| unsafe { x86::fma_avx2(n) };
-            fields.push(format!("\"f32_fma_gflops_1t\": {:.1}", peak(1, per_fma * 8.0, k)));
-            fields.push(format!("\"f32_fma_gflops_all\": {:.1}", peak(cores, per_fma * 8.0, k)));
-            fields.push("\"f32_fma_isa\": \"avx2\"".into());
-        }
-        if std::arch::is_x86_feature_detected!("avx512bf16") {
-            // SAFETY: AVX512_BF16 (and so AVX-512F) was detected just above.
-            let k: fn(usize) -> f32 = |n| unsafe { x86::dpbf16_avx512(n) };
-            fields.push(format!("\"bf16_dot_gflops_1t\": {:.1}", peak(1, (ACCUMULATORS * 64) as f64, k)));
+        if !read_only {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F was detected just above.
+                let k: fn(usize) -> f32 = |n| unsafe { x86::fma_avx512(n) };
+                fields.push(format!("\"f32_fma_gflops_1t\": {:.1}", peak(1, per_fma * 16.0, k)));
+                fields.push(format!("\"f32_fma_gflops_all\": {:.1}", peak(cores, per_fma * 16.0, k)));
+                fields.push("\"f32_fma_isa\": \"avx512\"".into());
+            } else if std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: AVX2 and FMA are present on every CPU with FMA here.
+                let k: fn(usize) -> f32 = |n| unsafe { x86::fma_avx2(n) };
+                fields.push(format!("\"f32_fma_gflops_1t\": {:.1}", peak(1, per_fma * 8.0, k)));
+                fields.push(format!("\"f32_fma_gflops_all\": {:.1}", peak(cores, per_fma * 8.0, k)));
+                fields.push("\"f32_fma_isa\": \"avx2\"".into());
+            }
+            if std::arch::is_x86_feature_detected!("avx512bf16") {
+                // SAFETY: AVX512_BF16 (and so AVX-512F) was detected just above.
+                let k: fn(usize) -> f32 = |n| unsafe { x86::dpbf16_avx512(n) };
+                fields.push(format!("\"bf16_dot_gflops_1t\": {:.1}", peak(1, (ACCUMULATORS * 64) as f64, k)));
+            }
         }
         let sum: Option<ReadProbe> = if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512F was detected just above.
