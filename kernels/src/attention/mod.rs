@@ -1323,6 +1323,8 @@ unsafe fn softmax_row<S: SimdF32>(s: S, t: &AttentionTask, sc: &Scratch, dvp: us
 /// other; `scratch` covers `scratch_len(task.rows(), head_dim, v_head_dim)`
 /// f32 that nothing else uses; `task.k` and `task.v` point at elements of
 /// type `E`; `MR <= 8`. `DK` is the number of keys per dot-product tile.
+/// `PACED` spaces out the decode prefetch requests (see `Cursor`) and
+/// changes no result.
 #[inline(always)]
 pub unsafe fn attention_task<
     S: SimdF32,
@@ -1601,8 +1603,8 @@ mod tests {
 
     /// Returns the line addresses, as element offsets from K or V, that the
     /// cursor names from its start, in order.
-    fn walked<E: KvElem>(k: *const E, v: *const E, ks: usize, d: usize, vs: usize, dv: usize, lo: usize, hi: usize) -> Vec<(bool, usize)> {
-        let mut c = Cursor::<Scalar, E, false>::new(Scalar, k, ks, d, v, vs, dv, Blocks::new(lo, hi, RUNS));
+    fn walked<E: KvElem, const PACED: bool>(k: *const E, v: *const E, ks: usize, d: usize, vs: usize, dv: usize, lo: usize, hi: usize) -> Vec<(bool, usize)> {
+        let mut c = Cursor::<Scalar, E, PACED>::new(Scalar, k, ks, d, v, vs, dv, Blocks::new(lo, hi, RUNS));
         let mut out = Vec::new();
         c.walk(usize::MAX >> 1, |p| {
             let (pk, pv) = (p as usize, v as usize);
@@ -1625,8 +1627,10 @@ mod tests {
                 }
             }
         }
-        let got = walked(k, v, ks, d, vs, dv, lo, hi);
+        let got = walked::<E, false>(k, v, ks, d, vs, dv, lo, hi);
         assert_eq!(got, want, "ks {ks} d {d} vs {vs} dv {dv} keys {lo}..{hi}");
+        let paced = walked::<E, true>(k, v, ks, d, vs, dv, lo, hi);
+        assert_eq!(paced, want, "paced: ks {ks} d {d} vs {vs} dv {dv} keys {lo}..{hi}");
     }
 
     #[test]
