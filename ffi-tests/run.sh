@@ -14,7 +14,7 @@ command -v pkg-config >/dev/null || { apt-get update -q && apt-get install -y -q
 cflags="-std=c99 -Wall -Wextra -Werror -pedantic -O1 -g"
 cxxflags="-std=c++17 -Wall -Wextra -Werror -pedantic -O1 -g"
 shared_libs="$(pkg-config --libs mlak) -Wl,-rpath,$build/prefix/lib -lm"
-static_libs="-L$build/prefix/lib -Wl,-Bstatic -lmlak -Wl,-Bdynamic $(pkg-config --static --libs-only-l mlak | sed 's/-lmlak//')"
+static_libs="$(pkg-config --libs mlak-static) -lm"
 
 passed=0
 failed=0
@@ -26,6 +26,10 @@ run() {
         failed=$((failed + 1))
     fi
 }
+# Fails when a static build still loads libmlak.so at run time.
+no_shared_mlak() {
+    ! readelf -d "$1" | grep -q 'libmlak'
+}
 
 for src in "$root"/ffi-tests/c/*.c; do
     name="$(basename "$src" .c)"
@@ -33,6 +37,7 @@ for src in "$root"/ffi-tests/c/*.c; do
     gcc $cflags $(pkg-config --cflags mlak) -I"$root/ffi-tests/c" "$src" -o "$build/$name-static" $static_libs
     run "$build/$name-shared"
     run "$build/$name-static"
+    run no_shared_mlak "$build/$name-static"
 done
 for src in "$root"/ffi-tests/cpp/*.cpp; do
     name="$(basename "$src" .cpp)"
@@ -40,6 +45,7 @@ for src in "$root"/ffi-tests/cpp/*.cpp; do
     g++ $cxxflags $(pkg-config --cflags mlak) -I"$root/ffi-tests/c" "$src" -o "$build/$name-static" $static_libs
     run "$build/$name-shared"
     run "$build/$name-static"
+    run no_shared_mlak "$build/$name-static"
 done
 echo "c and c++ programs: $passed passed, $failed failed"
 

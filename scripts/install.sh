@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the release library and installs it under PREFIX: the shared and
-# static libraries in lib/, the header in include/ and a pkg-config file in
-# lib/pkgconfig/, so that C users compile and link with
+# static libraries in lib/, the header in include/ and two pkg-config files
+# in lib/pkgconfig/, so that C users compile and link with
 #   cc prog.c $(pkg-config --cflags --libs mlak)
-# and link statically with
-#   cc prog.c $(pkg-config --cflags mlak) -Wl,-Bstatic -lmlak -Wl,-Bdynamic $(pkg-config --static --libs-only-l mlak)
+# and link the static library with
+#   cc prog.c $(pkg-config --cflags --libs mlak-static)
 set -euo pipefail
 prefix="${1:?usage: scripts/install.sh PREFIX}"
 cd "$(dirname "$0")/.."
@@ -29,5 +29,17 @@ Version: $version
 Cflags: -I\${includedir}
 Libs: -L\${libdir} -lmlak
 Libs.private: -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+PC
+# The archive by path, so the linker cannot pick libmlak.so beside it.
+cat > "$prefix/lib/pkgconfig/mlak-static.pc" <<PC
+prefix=$prefix
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+
+Name: mlak-static
+Description: SIMD CPU kernels for transformer building blocks, static library
+Version: $version
+Cflags: -I\${includedir}
+Libs: \${libdir}/libmlak.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
 PC
 echo "installed mlak $version under $prefix"

@@ -182,8 +182,11 @@ fn detected() -> &'static Detected {
         // `isa_supported` reads `detected()`, which is still initializing.
         let probe = |isa: Isa| supported_by(features, isa);
         d.best = Isa::ALL.into_iter().filter(|&i| probe(i)).max().unwrap_or(Isa::Scalar);
+        // An empty value counts as unset, as with most tools, so a script
+        // that sets `MLAK_ISA=` does not make every call fail.
         d.initial = match std::env::var("MLAK_ISA") {
             Err(_) => Ok(d.best),
+            Ok(name) if name.trim().is_empty() => Ok(d.best),
             Ok(name) => match Isa::from_name(name.trim()) {
                 None => Err(format!(
                     "MLAK_ISA = {name:?} is not a known instruction set; use one of scalar, avx2, avx512, neon"

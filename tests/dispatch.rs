@@ -98,6 +98,18 @@ fn mlak_isa_unknown_name_fails_calls() {
 }
 
 #[test]
+fn mlak_isa_empty_means_unset() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    for value in ["", "  "] {
+        let Some((out, _)) = run_child(&[("MLAK_ISA", value)]) else { return };
+        let want = format!("CHILD active={0} ran={0}", mlak::best_isa().name());
+        assert!(out.contains(&want), "MLAK_ISA={value:?}: child printed {out:?}");
+    }
+}
+
+#[test]
 fn mlak_log_prints_one_line() {
     if std::env::var_os(CHILD).is_some() {
         return;
