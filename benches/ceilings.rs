@@ -104,38 +104,60 @@ mod x86 {
         acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
     }
 
-    /// Sums `data`, split into `N` equal streams of whole 256-byte steps
-    /// (the tail past them is not read), which it reads in lockstep: each
-    /// step reads the next four 64-byte lines of every stream into four
-    /// accumulators. With `ahead` > 0 bytes, each step first requests the
-    /// lines that far ahead in every stream into L1. The stream count is a
-    /// constant, so the accumulators stay in registers. Indexed by a
-    /// runtime count, they went to the stack, and each line waited on a
-    /// store and a reload. That capped one Zen 5 core at about 28 GB/s,
-    /// against 42 GB/s read by a register loop.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn read_avx512<const N: usize>(data: &[f32], ahead: usize) -> f32 {
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let len = data.len() / N / 64 * 64;
+    /// Reads `data`, split into `N` equal streams of whole steps of
+    /// `4·LANES` f32, in lockstep. The tail past the last whole step is not
+    /// read. Each step adds the next four vectors of every stream to four
+    /// accumulators with `add`, which loads the vector at its pointer. With `ahead` > 0
+    /// bytes, each step first requests the lines that far ahead in every
+    /// stream into L1. The stream count is a constant, so the accumulators
+    /// stay in registers. Indexed by a runtime count, they went to the
+    /// stack, and each line waited on a store and a reload. That capped one
+    /// Zen 5 core at about 28 GB/s, against 42 GB/s read by a register loop.
+    ///
+    /// # Safety
+    ///
+    /// `add` must be safe to call on any pointer to `LANES` f32 of `data`.
+    #[inline(always)]
+    unsafe fn read_streams<const N: usize, const LANES: usize, V: Copy>(
+        data: &[f32],
+        ahead: usize,
+        zero: V,
+        add: impl Fn(V, *const f32) -> V,
+    ) -> [V; 4] {
+        let mut acc = [zero; 4];
+        let step = 4 * LANES;
+        let len = data.len() / N / step * step;
         let p = data.as_ptr();
         let ahead = ahead / 4;
-        for i in (0..len).step_by(64) {
+        for i in (0..len).step_by(step) {
             for s in 0..N {
                 let line = p.wrapping_add(s * len + i);
                 if ahead > 0 {
-                    for u in 0..4 {
-                        // Prefetch never faults, so an address past the
-                        // slice is harmless.
-                        _mm_prefetch::<_MM_HINT_T0>(line.wrapping_add(ahead + 16 * u).cast());
+                    for u in (0..step).step_by(16) {
+                        // SAFETY: prefetch never faults, so an address past
+                        // the slice is harmless; SSE is part of x86_64.
+                        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.wrapping_add(ahead + u).cast()) };
                     }
                 }
                 for (u, v) in acc.iter_mut().enumerate() {
-                    // SAFETY: s·len + i + 16u + 16 <= N·len <= data.len(),
-                    // as i + 64 <= len.
-                    *v = _mm512_add_ps(*v, unsafe { _mm512_loadu_ps(line.add(16 * u)) });
+                    // s·len + i + LANES·(u + 1) <= N·len <= data.len(), as
+                    // i + step <= len, so the vector lies inside `data`.
+                    *v = add(*v, line.wrapping_add(LANES * u));
                 }
             }
         }
+        acc
+    }
+
+    /// Sums `data` with [`read_streams`] in 16-lane vectors: each step reads
+    /// the next four 64-byte lines of every stream.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn read_avx512<const N: usize>(data: &[f32], ahead: usize) -> f32 {
+        // SAFETY: AVX-512F is enabled here, and read_streams passes only
+        // pointers to 16 f32 inside `data`.
+        let add = |v, x| _mm512_add_ps(v, unsafe { _mm512_loadu_ps(x) });
+        // SAFETY: `add` meets the contract, as above.
+        let acc = unsafe { read_streams::<N, 16, _>(data, ahead, _mm512_setzero_ps(), add) };
         acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
     }
 
@@ -143,27 +165,11 @@ mod x86 {
     /// each step reads the next two lines of every stream.
     #[target_feature(enable = "avx2")]
     pub unsafe fn read_avx2<const N: usize>(data: &[f32], ahead: usize) -> f32 {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let len = data.len() / N / 32 * 32;
-        let p = data.as_ptr();
-        let ahead = ahead / 4;
-        for i in (0..len).step_by(32) {
-            for s in 0..N {
-                let line = p.wrapping_add(s * len + i);
-                if ahead > 0 {
-                    for u in 0..2 {
-                        // Prefetch never faults, so an address past the
-                        // slice is harmless.
-                        _mm_prefetch::<_MM_HINT_T0>(line.wrapping_add(ahead + 16 * u).cast());
-                    }
-                }
-                for (u, v) in acc.iter_mut().enumerate() {
-                    // SAFETY: s·len + i + 8u + 8 <= N·len <= data.len(),
-                    // as i + 32 <= len.
-                    *v = _mm256_add_ps(*v, unsafe { _mm256_loadu_ps(line.add(8 * u)) });
-                }
-            }
-        }
+        // SAFETY: AVX2 is enabled here, and read_streams passes only
+        // pointers to 8 f32 inside `data`.
+        let add = |v, x| _mm256_add_ps(v, unsafe { _mm256_loadu_ps(x) });
+        // SAFETY: `add` meets the contract, as above.
+        let acc = unsafe { read_streams::<N, 8, _>(data, ahead, _mm256_setzero_ps(), add) };
         sum_lanes_avx2(&acc)
     }
 
