@@ -409,39 +409,56 @@ unsafe fn gemm<S: SimdF32, B: KvElem, const MR: usize, const NV: usize>(
 ) {
     let l = S::LANES;
     debug_assert!(n.is_multiple_of(l) && MR <= 8);
-    // SAFETY: every tile call covers rows i .. i + M and columns j .. j + w,
-    // which lie inside the m × n block the caller provides.
+    // SAFETY: each column range j .. j + W·LANES lies inside the m × n block
+    // the caller provides.
     unsafe {
         let mut j = 0;
         while j + NV * l <= n {
-            let mut i = 0;
-            while i + MR <= m {
-                let hook = (i == 0).then_some(&mut *hook);
-                let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
-                tile::<S, B, MR, NV>(s, a, lda, b.add(j), ldb, c, ldc, k, accumulate, j, hook);
-                i += MR;
-            }
-            if i < m {
-                let hook = (i == 0).then_some(&mut *hook);
-                let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
-                tile_rows::<S, B, NV>(s, m - i, a, lda, b.add(j), ldb, c, ldc, k, accumulate, j, hook);
-            }
+            gemm_columns::<S, B, MR, NV>(s, a, lda, b.add(j), ldb, c.add(j), ldc, m, k, accumulate, j, hook);
             j += NV * l;
         }
         while j < n {
-            let mut i = 0;
-            while i + MR <= m {
-                let hook = (i == 0).then_some(&mut *hook);
-                let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
-                tile::<S, B, MR, 1>(s, a, lda, b.add(j), ldb, c, ldc, k, accumulate, j, hook);
-                i += MR;
-            }
-            if i < m {
-                let hook = (i == 0).then_some(&mut *hook);
-                let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
-                tile_rows::<S, B, 1>(s, m - i, a, lda, b.add(j), ldb, c, ldc, k, accumulate, j, hook);
-            }
+            gemm_columns::<S, B, MR, 1>(s, a, lda, b.add(j), ldb, c.add(j), ldc, m, k, accumulate, j, hook);
             j += l;
+        }
+    }
+}
+
+/// Computes the `W`-vector column range of [`gemm`] at `b` and `c`, which
+/// starts at column `col` of B: tiles of `MR` rows, then the rest of the
+/// rows in one [`tile_rows`]. The first tile runs the hook.
+///
+/// # Safety
+///
+/// As for [`gemm`], for `W·LANES` columns at `b` and `c`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_columns<S: SimdF32, B: KvElem, const MR: usize, const W: usize>(
+    s: S,
+    a: *const f32,
+    lda: usize,
+    b: *const B,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m: usize,
+    k: usize,
+    accumulate: bool,
+    col: usize,
+    hook: &mut impl LineHook,
+) {
+    // SAFETY: every tile call covers rows i .. i + MR, or i .. m, of the
+    // range, which lie inside the block the caller provides.
+    unsafe {
+        let mut i = 0;
+        while i + MR <= m {
+            let hook = (i == 0).then_some(&mut *hook);
+            tile::<S, B, MR, W>(s, a.add(i * lda), lda, b, ldb, c.add(i * ldc), ldc, k, accumulate, col, hook);
+            i += MR;
+        }
+        if i < m {
+            let hook = (i == 0).then_some(&mut *hook);
+            tile_rows::<S, B, W>(s, m - i, a.add(i * lda), lda, b, ldb, c.add(i * ldc), ldc, k, accumulate, col, hook);
         }
     }
 }
