@@ -135,7 +135,7 @@ mod x86 {
                 if ahead > 0 {
                     for u in (0..step).step_by(16) {
                         // SAFETY: prefetch never faults, so an address past
-                        // the slice is harmless; SSE is part of x86_64.
+                        // the slice is harmless. SSE is part of x86_64.
                         unsafe { _mm_prefetch::<_MM_HINT_T0>(line.wrapping_add(ahead + u).cast()) };
                     }
                 }

@@ -800,7 +800,7 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
 /// With `PACED`, the cursor's position passes through memory after each
 /// request, so each request waits for a store and a reload of the one
 /// before. The requests go out spaced, which is the likely cause of the
-/// gain (an inference, since this VM exposes no counters to confirm it).
+/// gain, though no hardware counter has confirmed it.
 /// On one Zen 5 core (Hkv 8, D 128), paced requests read f32 K and V from
 /// DRAM 10 to 15 % faster at 8192 and 32768 keys, and 5 to 9 % faster
 /// with AVX2. They read f32 from L3 10 to 15 % slower, and f16 from DRAM
