@@ -80,20 +80,87 @@ pub fn deepseek_v3(
     k: usize,
     scale: f64,
 ) -> (Vec<usize>, Vec<f64>) {
+    let (biased, group_score) = deepseek_v3_scores(logits, bias, groups);
+    let kept: Vec<usize> = ranked(&group_score, |_| true).into_iter().take(topk_group).collect();
+    deepseek_v3_pick(logits, &biased, groups, &kept, k, scale)
+}
+
+/// Returns every outcome of [`deepseek_v3`] that an f32 kernel may reach
+/// when group scores sit within `tol` of each other.
+///
+/// Each set of `topk_group` kept groups counts when no kept group scores
+/// more than `tol` below a dropped one. Group scores that tie in exact
+/// arithmetic, such as `(a + 0.75) + (b - 1)` against `(b + 0) + (a - 0.25)`,
+/// round differently in f32 and f64, so either side of the tie is correct.
+/// Infinite scores keep the exact rule. The strict outcome comes first.
+/// The search tries every subset, so `groups` is at most 16.
+pub fn deepseek_v3_near_ties(
+    logits: &[f32],
+    bias: &[f32],
+    groups: usize,
+    topk_group: usize,
+    k: usize,
+    scale: f64,
+    tol: f64,
+) -> Vec<(Vec<usize>, Vec<f64>)> {
+    assert!(groups <= 16, "the subset search covers at most 16 groups, got {groups}");
+    let (biased, gs) = deepseek_v3_scores(logits, bias, groups);
+    let mut out = vec![deepseek_v3(logits, bias, groups, topk_group, k, scale)];
+    let key = |v: f64| if v.is_nan() { f64::NEG_INFINITY } else { v };
+    let beats = |g: usize, h: usize| {
+        let (a, b) = (key(gs[g]), key(gs[h]));
+        a > b || (a == b && g < h) || (a.is_finite() && b.is_finite() && b - a <= tol)
+    };
+    for mask in 0u32..1 << groups {
+        if mask.count_ones() as usize != topk_group {
+            continue;
+        }
+        let kept: Vec<usize> = (0..groups).filter(|&g| mask >> g & 1 == 1).collect();
+        let dropped: Vec<usize> = (0..groups).filter(|&g| mask >> g & 1 == 0).collect();
+        if kept.iter().all(|&g| dropped.iter().all(|&h| beats(g, h))) {
+            let outcome = deepseek_v3_pick(logits, &biased, groups, &kept, k, scale);
+            if !out.contains(&outcome) {
+                out.push(outcome);
+            }
+        }
+    }
+    out
+}
+
+/// Computes the biased scores of a row (NaN as -inf) and the score of each
+/// group, the sum of its top-2 biased scores.
+fn deepseek_v3_scores(logits: &[f32], bias: &[f32], groups: usize) -> (Vec<f64>, Vec<f64>) {
     let e = logits.len();
     let size = e / groups;
-    let score: Vec<f64> = logits.iter().map(|&v| 1.0 / (1.0 + (-(v as f64)).exp())).collect();
-    let biased: Vec<f64> =
-        (0..e).map(|i| if score[i].is_nan() { f64::NEG_INFINITY } else { score[i] + bias[i] as f64 }).collect();
+    let biased: Vec<f64> = (0..e)
+        .map(|i| {
+            let score = 1.0 / (1.0 + (-(logits[i] as f64)).exp());
+            if score.is_nan() { f64::NEG_INFINITY } else { score + bias[i] as f64 }
+        })
+        .collect();
     let group_score: Vec<f64> = (0..groups)
         .map(|g| {
             let members = &biased[g * size..(g + 1) * size];
             ranked(members, |_| true).into_iter().take(2).map(|i| members[i]).sum()
         })
         .collect();
-    let kept: Vec<usize> = ranked(&group_score, |_| true).into_iter().take(topk_group).collect();
-    let ids: Vec<usize> = ranked(&biased, |i| kept.contains(&(i / size))).into_iter().take(k).collect();
-    let raw: Vec<f64> = ids.iter().map(|&i| if score[i].is_nan() { 0.0 } else { score[i] }).collect();
+    (biased, group_score)
+}
+
+/// Picks the top `k` experts of the `kept` groups and computes their
+/// normalized, scaled sigmoid weights.
+fn deepseek_v3_pick(
+    logits: &[f32],
+    biased: &[f64],
+    groups: usize,
+    kept: &[usize],
+    k: usize,
+    scale: f64,
+) -> (Vec<usize>, Vec<f64>) {
+    let size = logits.len() / groups;
+    let ids: Vec<usize> = ranked(biased, |i| kept.contains(&(i / size))).into_iter().take(k).collect();
+    let score = |i: usize| 1.0 / (1.0 + (-(logits[i] as f64)).exp());
+    let raw: Vec<f64> = ids.iter().map(|&i| if score(i).is_nan() { 0.0 } else { score(i) }).collect();
     let s: f64 = raw.iter().sum();
     let w = raw.iter().map(|v| if s > 0.0 { v / s * scale } else { 0.0 }).collect();
     (ids, w)
