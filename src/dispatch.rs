@@ -129,6 +129,22 @@ fn detect_amx() -> u64 {
     f
 }
 
+/// Returns whether CPUID leaf 0 names the vendor "GenuineIntel".
+#[cfg(target_arch = "x86_64")]
+fn detect_intel() -> bool {
+    let id = std::arch::x86_64::__cpuid(0);
+    let mut vendor = [0u8; 12];
+    for (i, word) in [id.ebx, id.edx, id.ecx].into_iter().enumerate() {
+        vendor[4 * i..4 * i + 4].copy_from_slice(&word.to_le_bytes());
+    }
+    &vendor == b"GenuineIntel"
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect_intel() -> bool {
+    false
+}
+
 #[cfg(target_arch = "aarch64")]
 fn detect_features() -> u64 {
     use std::arch::is_aarch64_feature_detected as has;
@@ -167,8 +183,15 @@ pub fn cpu_features() -> u64 {
     detected().features
 }
 
+/// Returns whether the CPU is an Intel x86-64 CPU, whose cores prefer
+/// other prefetch settings than AMD's.
+pub(crate) fn cpu_is_intel() -> bool {
+    detected().intel
+}
+
 struct Detected {
     features: u64,
+    intel: bool,
     best: Isa,
     /// The level chosen from `MLAK_ISA`, or why the variable is rejected.
     initial: std::result::Result<Isa, String>,
@@ -178,7 +201,7 @@ fn detected() -> &'static Detected {
     static DETECTED: RaceOnce<Detected> = RaceOnce::new();
     DETECTED.get_or_init(|| {
         let features = detect_features();
-        let mut d = Detected { features, best: Isa::Scalar, initial: Ok(Isa::Scalar) };
+        let mut d = Detected { features, intel: detect_intel(), best: Isa::Scalar, initial: Ok(Isa::Scalar) };
         // `isa_supported` reads `detected()`, which is still initializing.
         let probe = |isa: Isa| supported_by(features, isa);
         d.best = Isa::ALL.into_iter().filter(|&i| probe(i)).max().unwrap_or(Isa::Scalar);

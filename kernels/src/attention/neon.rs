@@ -12,6 +12,9 @@ super::attention_kernels!(
     4,
     f32_attention_kvf32_neon,
     f32_attention_kvf32_paced_neon,
+    f32_attention_kvf32_l2prefetch_neon,
     f32_attention_kvf16_neon,
-    f32_attention_kvbf16_neon
+    f32_attention_kvf16_l2prefetch_neon,
+    f32_attention_kvbf16_neon,
+    f32_attention_kvbf16_l2prefetch_neon
 );

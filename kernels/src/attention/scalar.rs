@@ -11,6 +11,9 @@ super::attention_kernels!(
     2,
     f32_attention_kvf32_scalar,
     f32_attention_kvf32_paced_scalar,
+    f32_attention_kvf32_l2prefetch_scalar,
     f32_attention_kvf16_scalar,
-    f32_attention_kvbf16_scalar
+    f32_attention_kvf16_l2prefetch_scalar,
+    f32_attention_kvbf16_scalar,
+    f32_attention_kvbf16_l2prefetch_scalar
 );
