@@ -779,7 +779,7 @@ unsafe fn pack_v<S: SimdF32, E: KvElem>(s: S, v: *const E, vs: usize, dv: usize,
 /// Decode prefetch scheme: requests into L1 and 2 key runs, the default.
 pub const PREFETCH_L1: u8 = 0;
 /// Decode prefetch scheme: as [`PREFETCH_L1`] with paced requests (see
-/// [`Cursor`]), for f32 K and V read from DRAM on AMD Zen cores.
+/// `Cursor`), for f32 K and V read from DRAM on AMD Zen cores.
 pub const PREFETCH_L1_PACED: u8 = 1;
 /// Decode prefetch scheme: requests into L2 and 1 key run, for Intel cores.
 ///
