@@ -833,7 +833,7 @@ mod tests {
     }
 
     #[test]
-    fn paced_entry_for_large_f32() {
+    fn entry_by_size_and_vendor() {
         let sh = AttentionShape { batch: 2, ..shape(4, 2, 1, 100, 64, 32) };
         let (q, kv) = (vec![0.0f32; 2 * 4 * 64], vec![0.0f32; 2 * 2 * 100 * 64]);
         let (mut o, mut lse) = (vec![0.0f32; 2 * 4 * 32], vec![0.0f32; 2 * 4]);
