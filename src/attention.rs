@@ -421,8 +421,12 @@ impl Entry {
         [Entry::F32, Entry::F32Paced, Entry::F32L2, Entry::F16, Entry::F16L2, Entry::Bf16, Entry::Bf16L2];
 
     /// Returns the entry point for `p` on a machine whose last-level cache
-    /// has `llc` bytes. Intel cores take the decode prefetch into L2,
-    /// which read K and V from DRAM faster there and slower on AMD's.
+    /// has `llc` bytes. On an Intel CPU every K/V type takes the entry point
+    /// that prefetches into L2. It read K and V from DRAM faster on an
+    /// Intel Xeon and slower on Zen 5.
+    ///
+    /// NOTE: the vendor rule rests on those two CPUs. Intel client cores,
+    /// older Xeons and other AMD cores were not measured.
     fn of(p: &RawAttention, llc: usize, intel: bool) -> Entry {
         match p.kv_dtype {
             Dtype::F32 if intel => Entry::F32L2,

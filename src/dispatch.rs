@@ -183,8 +183,8 @@ pub fn cpu_features() -> u64 {
     detected().features
 }
 
-/// Returns whether the CPU is an Intel x86-64 CPU, whose cores prefer
-/// other prefetch settings than AMD's.
+/// Returns whether the CPU is an Intel x86-64 CPU. Attention decode picks
+/// its prefetch scheme by vendor.
 pub(crate) fn cpu_is_intel() -> bool {
     detected().intel
 }

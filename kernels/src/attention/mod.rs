@@ -1571,9 +1571,9 @@ macro_rules! attention_kernels {
     };
     (@one $token:ty, [$($feature:literal),*], $mr:literal, $nv:literal, $dk:literal, $name:ident, $elem:ty, $scheme:ident,
         $dtype:literal, $hint:literal) => {
-        #[doc = concat!("Attention task with ", $dtype, " K and V whose decode prefetch goes out as ", $hint, " (see")]
-        #[doc = concat!("[`", stringify!($scheme), "`](crate::attention::", stringify!($scheme), ")); see")]
-        /// [`attention_task`](crate::attention::attention_task).
+        #[doc = concat!("Runs an attention task with ", $dtype, " K and V and decode prefetch as ", $hint, ".")]
+        #[doc = concat!("The scheme is [`", stringify!($scheme), "`](crate::attention::", stringify!($scheme), "),")]
+        /// and the task is as for [`attention_task`](crate::attention::attention_task).
         ///
         /// # Safety
         ///
