@@ -422,10 +422,10 @@ impl Entry {
 
     /// Returns the entry point for `p` on a machine whose last-level cache
     /// has `llc` bytes. On an Intel CPU every K/V type takes the entry point
-    /// that prefetches into L2. It read K and V from DRAM faster on an
-    /// Intel Xeon and slower on Zen 5.
+    /// that prefetches into L2. It read K and V from DRAM faster on two
+    /// Intel Xeon models (CPUID model 167 and 207) and slower on Zen 5.
     ///
-    /// NOTE: the vendor rule rests on those two CPUs. Intel client cores,
+    /// NOTE: the vendor rule rests on those three CPUs. Intel client cores,
     /// older Xeons and other AMD cores were not measured.
     fn of(p: &RawAttention, llc: usize, intel: bool) -> Entry {
         match p.kv_dtype {

@@ -66,3 +66,20 @@ def test_attention_argument_checks(call, exc, text):
     with pytest.raises(exc) as e:
         call()
     assert text in str(e.value)
+
+
+def test_attention_rejects_bad_strides():
+    z = np.zeros((1, 2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="k has stride -16 bytes; strides must be non-negative multiples of 4"):
+        mlak.attention(z, z[:, :, ::-1], z)
+    # 6-byte steps over float32 elements cannot be expressed in elements.
+    odd = np.lib.stride_tricks.as_strided(np.zeros(64, np.float32), shape=(1, 2, 3, 4), strides=(96, 48, 6, 4))
+    with pytest.raises(ValueError, match="v has stride 6 bytes"):
+        mlak.attention(z, z, odd)
+    # A positive row stride of two f16 rows is accepted and reads the same
+    # keys as a contiguous copy.
+    kv = rng(5).normal(size=(1, 2, 6, 4)).astype(np.float16)
+    q = rng(6).normal(size=(1, 2, 3, 4)).astype(np.float32)
+    got = mlak.attention(q, kv[:, :, ::2], kv[:, :, ::2])
+    want = mlak.attention(q, np.ascontiguousarray(kv[:, :, ::2]), np.ascontiguousarray(kv[:, :, ::2]))
+    np.testing.assert_array_equal(got, want)

@@ -783,13 +783,16 @@ pub const PREFETCH_L1: u8 = 0;
 pub const PREFETCH_L1_PACED: u8 = 1;
 /// Decode prefetch scheme: requests into L2 and 1 key run, for Intel cores.
 ///
-/// Measured on one Intel Xeon core with AVX-512 FP16 and AMX (Hq 32, Hkv 8,
-/// D 128, 32768 keys, caches timed in turn). There it read f16 K and V from
-/// DRAM at 14.5 GB/s against 11.3 with [`PREFETCH_L1`], and f32 at 15.6
-/// against 13.7.
+/// Measured on one Intel Xeon core (CPUID model 167) with AVX-512 FP16 and
+/// AMX (Hq 32, Hkv 8, D 128, 32768 keys, caches timed in turn). There it
+/// read f16 K and V from DRAM at 14.5 GB/s against 11.3 with
+/// [`PREFETCH_L1`], and f32 at 15.6 against 13.7.
 /// Each change gained alone: requests into L2 with 2 runs read f16 at 12.9,
 /// and 1 run into L1 at 13.2. With K and V in L3 (2048 keys) both schemes
-/// ran alike. On one Zen 5 core, requests into L2 read 5 to 40 % slower.
+/// ran alike. On a second Xeon (CPUID model 207), with caches of 2048 and
+/// 32768 keys from DRAM, this scheme read f32 6 % and f16 8 to 18 % faster
+/// than [`PREFETCH_L1`] (medians of 3 runs in turn). On one Zen 5 core,
+/// requests into L2 read 5 to 40 % slower.
 pub const PREFETCH_L2: u8 = 2;
 
 /// Software prefetch of a decode task: a cursor over the cache lines of
