@@ -291,8 +291,9 @@ extern "C" {
 
 // Computes fused attention, O = softmax(scale·Q·Kᵀ + modifiers)·V per
 // batch and query head, in one pass over K and V with memory bounded by
-// the block sizes (64 keys by up to 192 query rows per thread), never the
-// sequence length.
+// the block sizes (64 keys by up to 192 query rows per thread, and for
+// prefill a 1 MiB cache of packed keys per thread), never the sequence
+// length.
 //
 // Score of query row i (at KV position p) and key j: s = scale·q·k; with
 // softcap c > 0, s = c·tanh(s/c); then s += bias[b, h, i, j]; then

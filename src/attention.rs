@@ -27,7 +27,7 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result, Status};
 use crate::threads::{num_threads, parallel_for, SharedPtr};
 use crate::validate;
-use mlak_kernels::attention::{scratch_len, AttentionTask, DOT_ROWS_MAX, KV_BLOCK};
+use mlak_kernels::attention::{kt_cache_len, kt_cache_reset, scratch_len, AttentionTask, DOT_ROWS_MAX, KV_BLOCK};
 
 type TaskFn = unsafe fn(&AttentionTask, *mut f32);
 
@@ -511,10 +511,25 @@ unsafe fn run_entry(p: &RawAttention, entry: Entry) -> Result<()> {
 
     // One scratch per range of tasks, taken before any output is written.
     let workers = threads.min(plan.tasks(&sh)).max(1);
-    let bufs = crate::workspace::PerRange::new(workers, scratch, "attention scratch")?;
+    // Prefill tasks of one thread share a cache of packed Kᵀ blocks after
+    // the scratch.
+    let decode = rows <= DOT_ROWS_MAX;
+    let cache = if decode { 0 } else { kt_cache_len(sh.head_dim) };
+    let bufs = crate::workspace::PerRange::new(workers, scratch + cache, "attention scratch")?;
 
     parallel_for(plan.tasks(&sh), 1, threads, |range| {
         let mut buf = bufs.get();
+        let kt_cache = if decode {
+            std::ptr::null_mut()
+        } else {
+            // SAFETY: the buffer covers scratch + cache f32. The reset
+            // clears the tags that an earlier call may have left there.
+            unsafe {
+                let c = buf.as_mut_ptr().add(scratch);
+                kt_cache_reset(c, sh.head_dim);
+                c
+            }
+        };
         for t in range {
             let split = t % plan.splits;
             let rest = t / plan.splits;
@@ -593,10 +608,12 @@ unsafe fn run_entry(p: &RawAttention, entry: Entry) -> Result<()> {
                     lse: lse_out,
                     lse_head_stride,
                     lse_row_stride: 1,
+                    kt_cache,
                 }
             };
             // SAFETY: the task addresses only its own output rows, which no
-            // other task writes; the scratch buffer is this thread's.
+            // other task writes; the scratch buffer and the Kᵀ cache after
+            // it are this thread's, and the cache was reset for this call.
             unsafe { f(&task, buf.as_mut_ptr()) };
         }
     });

@@ -505,6 +505,41 @@ macro_rules! isa_suite {
             }
 
             #[test]
+            fn packed_key_reuse_across_tasks_and_calls() {
+                on_isa(ISA, || {
+                    // 420 query rows make 3 prefill tasks per KV head, and the
+                    // later ones may take the Kᵀ blocks that earlier ones of
+                    // the same thread packed.
+                    for threads in [1, 3] {
+                        mlak::set_num_threads(threads);
+                        for (n, dtype) in [Dtype::F32, Dtype::F16, Dtype::Bf16].into_iter().enumerate() {
+                            // A window of 100 starts blocks off the 64-key grid.
+                            for (causal, window) in [(true, 0), (true, 100), (false, 77)] {
+                                let sh = shape(2, 1, 1, 420, 430, 12, 8);
+                                let x = Extras { kv_lengths: n == 1, ..extras(dtype, 300 + n as u64) };
+                                let o = AttentionOptions { causal, window, ..scaled(12) };
+                                let mut case = Case::new(sh, o, x);
+                                case.check(ISA);
+                                // New K values at the same addresses: this call must
+                                // repack what the last one packed there.
+                                let n_k = span([2, 1, 430, 12], case.k_strides);
+                                for i in 0..n_k {
+                                    let v = case.k.get(i);
+                                    case.k.set(i, 0.1 - 2.0 * v);
+                                }
+                                case.check(ISA);
+                                // Both batches read one K (stride 0), so their tasks
+                                // share K addresses and blocks.
+                                case.k_strides[0] = 0;
+                                case.check(ISA);
+                            }
+                        }
+                    }
+                    mlak::set_num_threads(0);
+                });
+            }
+
+            #[test]
             fn masks_and_modifiers() {
                 on_isa(ISA, || {
                     let mut seed = 100;
