@@ -347,6 +347,8 @@ impl RawAttention {
 /// The division of a call into tasks.
 struct Plan {
     group: usize,
+    /// Whether the tasks take the decode path, which packs no Kᵀ.
+    decode: bool,
     positions_per_task: usize,
     position_blocks: usize,
     splits: usize,
@@ -366,7 +368,7 @@ impl Plan {
             splits = threads.div_ceil(base).min(sh.kv_len / MIN_SPLIT_KEYS);
         }
         let split_len = sh.kv_len.div_ceil(splits).next_multiple_of(KV_BLOCK).max(KV_BLOCK);
-        Plan { group, positions_per_task, position_blocks, splits, split_len }
+        Plan { group, decode, positions_per_task, position_blocks, splits, split_len }
     }
 
     fn tasks(&self, sh: &AttentionShape) -> usize {
@@ -513,13 +515,12 @@ unsafe fn run_entry(p: &RawAttention, entry: Entry) -> Result<()> {
     let workers = threads.min(plan.tasks(&sh)).max(1);
     // Prefill tasks of one thread share a cache of packed Kᵀ blocks after
     // the scratch.
-    let decode = rows <= DOT_ROWS_MAX;
-    let cache = if decode { 0 } else { kt_cache_len(sh.head_dim) };
+    let cache = if plan.decode { 0 } else { kt_cache_len(sh.head_dim) };
     let bufs = crate::workspace::PerRange::new(workers, scratch + cache, "attention scratch")?;
 
     parallel_for(plan.tasks(&sh), 1, threads, |range| {
         let mut buf = bufs.get();
-        let kt_cache = if decode {
+        let kt_cache = if plan.decode {
             std::ptr::null_mut()
         } else {
             // SAFETY: the buffer covers scratch + cache f32. The reset

@@ -68,6 +68,8 @@ def _tensor(name, a, dtypes=(np.float32,)):
         raise ValueError(f"{name} has {a.ndim} dimensions; it must have 4: [batch, heads, length, dim]")
     item = a.itemsize
     s0, s1, s2, s3 = a.strides
+    # The item sizes accepted (2 and 4) are powers of two, so a stride that
+    # is not a multiple leaves a low bit set in the OR of the strides.
     if min(s0, s1, s2, s3) < 0 or (s0 | s1 | s2 | s3) % item:
         bad = next(s for s in (s0, s1, s2, s3) if s < 0 or s % item)
         raise ValueError(f"{name} has stride {bad} bytes; strides must be non-negative multiples of {item}")

@@ -1262,7 +1262,7 @@ impl Scratch {
 /// the task's Kᵀ cache, or one packed now: into the cache when the block
 /// has a slot there, else into `sc.kt`.
 ///
-/// Slot `j0 / KV_BLOCK` holds one block, with a tag of the task's K
+/// Slot `j0 / KV_BLOCK` contains one block, with a tag of the task's K
 /// address, `j0` and the key count. A block is reused only when the first
 /// two match and it has at least `kb` keys. So another KV head or batch, a
 /// block that starts elsewhere, or a shorter one packed earlier is
@@ -1464,9 +1464,8 @@ unsafe fn softmax_row<S: SimdF32>(s: S, t: &AttentionTask, sc: &Scratch, dvp: us
 /// f32 that nothing else uses; `task.kt_cache` is null or covers
 /// `kt_cache_len(head_dim)` f32 that only tasks of one thread use. Since
 /// its last `kt_cache_reset`, tasks with the same K address read the same
-/// K rows; `task.k` and
-/// `task.v` point at elements of type `E`; `MR <= 8`. `DK` is the number
-/// of keys per dot-product tile.
+/// K rows; `task.k` and `task.v` point at elements of type `E`; `MR <= 8`.
+/// `DK` is the number of keys per dot-product tile.
 /// `SCHEME` is the decode prefetch scheme, one of the `PREFETCH_*`
 /// constants. It changes which hints go out and, through the number of
 /// key runs, the order in which decode folds the blocks into the online
