@@ -72,7 +72,10 @@ def _tensor(name, a, dtypes=(np.float32,)):
     # is not a multiple leaves a low bit set in the OR of the strides.
     if min(s0, s1, s2, s3) < 0 or (s0 | s1 | s2 | s3) % item:
         bad = next(s for s in (s0, s1, s2, s3) if s < 0 or s % item)
-        raise ValueError(f"{name} has stride {bad} bytes; strides must be non-negative multiples of {item}")
+        raise ValueError(
+            f"{name} has stride {bad} bytes; strides must be non-negative multiples of {item}; "
+            f"pass np.ascontiguousarray({name})"
+        )
     return _I64x4(s0 // item, s1 // item, s2 // item, s3 // item)
 
 
