@@ -898,20 +898,21 @@ struct Cursor<S, E, const SCHEME: u8> {
     dv: usize,
 }
 
-/// Returns the bytes that the decode prefetch cursor runs ahead of the
-/// reads, for V rows of `v_row_bytes` that the P·V tile reads in `passes`
-/// passes over column ranges.
+/// Returns the bytes that the decode prefetch cursor of prefetch scheme
+/// `scheme` runs ahead of the reads, for V rows of `v_row_bytes` that the
+/// P·V tile reads in `passes` passes over column ranges.
 ///
 /// The cursor walks each V row whole, but the first pass reads a part of
 /// every row of the block, so more passes need a longer lead. With 2
-/// passes (AVX-512, D 128), [`PREFETCH_LEAD`] alone read fastest. Each pass
+/// passes (AVX-512, D 128), the scheme's base lead alone read fastest. Each pass
 /// past the second adds its share of the V block: 40 KiB in all for f32
 /// rows of 128 in 8 passes (AVX2). On one Zen 5 core at 32768 keys (Hkv 8,
 /// D 128), AVX2 f32 decode read 35 GB/s with a 32 to 48 KiB lead and
 /// 26 GB/s with 16 KiB.
-fn prefetch_lead(v_row_bytes: usize, passes: usize) -> usize {
+fn prefetch_lead(scheme: u8, v_row_bytes: usize, passes: usize) -> usize {
     let v_block = KV_BLOCK * v_row_bytes;
-    PREFETCH_LEAD + v_block * passes.saturating_sub(2) / passes.max(1)
+    let base = if scheme == PREFETCH_L1_PACED { PREFETCH_LEAD_PACED } else { PREFETCH_LEAD };
+    base + v_block * passes.saturating_sub(2) / passes.max(1)
 }
 
 /// The prefetch lead with at most 2 V passes. On one Zen 5 core (AVX-512,
@@ -920,6 +921,16 @@ fn prefetch_lead(v_row_bytes: usize, passes: usize) -> usize {
 /// from L3. Requests into L2 (PREFETCHT1) instead of L1 were 5 to 40 %
 /// slower, and a second cursor further ahead into L2 10 to 25 % slower.
 const PREFETCH_LEAD: usize = 16 << 10;
+
+/// The prefetch lead of [`PREFETCH_L1_PACED`] with at most 2 V passes.
+/// With the page touches of [`PAGE_TOUCH_LEAD`], on one Zen 5 core (medians
+/// of runs in turn), f32 read 7 to 10 % faster with 24 KiB than with 16 at
+/// 8192 and 32768 keys: 34.7 and 34.3 GB/s against 32.1 and 31.0 at 32768.
+/// With AVX2 it read 8 % faster. 32 KiB read like 24, and 8, 12 and 48 KiB
+/// slower. The unpaced schemes stay at
+/// [`PREFETCH_LEAD`]: there 24 KiB read f32 from DRAM 3 % slower, f32 from L3
+/// 4 to 6 % slower and f16 from DRAM 8 % slower.
+const PREFETCH_LEAD_PACED: usize = 24 << 10;
 
 /// Page size that the page touches assume: the smallest x86-64 and
 /// AArch64 Linux page.
@@ -937,8 +948,8 @@ const PAGE_BYTES: usize = 4096;
 /// to 11 %. With K and V in L3 it read 2 to 4 % faster. A lead of 32 KiB
 /// gained nothing, and 96 or 128 KiB less than 64. The same
 /// calls on 2 MiB pages, which need no page walk per 4 KiB, read f32 5 to
-/// 10 % faster without touches, which points to page walks as the cost
-/// the touches hide; no hardware counter has confirmed it. f16 from DRAM
+/// 10 % faster without touches. So page walks are the likely cost that the
+/// touches hide, though no hardware counter has confirmed it. f16 from DRAM
 /// read 3 to 8 % slower with touches, so f16 and bf16 go without them.
 /// Intel cores (scheme [`PREFETCH_L2`]) also go without them: on one Xeon
 /// (CPUID model 207) touches 32 to 128 KiB ahead changed nothing beyond
@@ -1573,7 +1584,7 @@ pub unsafe fn attention_task<
             // the columns left over in passes of one vector. A packed V block
             // is read whole.
             let passes = if direct_v { dvp / (NV * l) + dvp % (NV * l) / l } else { 1 };
-            let lead = prefetch_lead(dv * core::mem::size_of::<E>(), passes);
+            let lead = prefetch_lead(SCHEME, dv * core::mem::size_of::<E>(), passes);
             let mut c = Cursor::<S, E, SCHEME>::new(s, k, t.k_row_stride, d, v, t.v_row_stride, dv, order);
             c.advance(lead / 64);
             c
@@ -1944,7 +1955,8 @@ mod tests {
             for &t in &touches {
                 let (start, end) = if t >= v_rows.0 + PAGE_TOUCH_LEAD { v_rows } else { k_rows };
                 let (start, end) = (start + PAGE_TOUCH_LEAD, end + PAGE_TOUCH_LEAD);
-                assert!(t >= start && t < end, "scheme {scheme}: touch {t:#x} outside {start:#x}..{end:#x}: {shape}");
+                assert!(t >= start, "scheme {scheme}: touch {t:#x} below {start:#x}: {shape}");
+                assert!(t < end, "scheme {scheme}: touch {t:#x} at or past {end:#x}: {shape}");
             }
         }
     }
@@ -1965,10 +1977,12 @@ mod tests {
     #[test]
     fn prefetch_lead_by_passes() {
         // f32 rows of 128: a 32 KiB V block.
-        assert_eq!(prefetch_lead(512, 1), PREFETCH_LEAD);
-        assert_eq!(prefetch_lead(512, 2), PREFETCH_LEAD);
-        assert_eq!(prefetch_lead(512, 8), PREFETCH_LEAD + (24 << 10));
-        assert_eq!(prefetch_lead(512, 0), PREFETCH_LEAD);
+        for (scheme, base) in [(PREFETCH_L1, PREFETCH_LEAD), (PREFETCH_L1_PACED, PREFETCH_LEAD_PACED), (PREFETCH_L2, PREFETCH_LEAD)] {
+            assert_eq!(prefetch_lead(scheme, 512, 1), base, "scheme {scheme}, 1 pass");
+            assert_eq!(prefetch_lead(scheme, 512, 2), base, "scheme {scheme}, 2 passes");
+            assert_eq!(prefetch_lead(scheme, 512, 8), base + (24 << 10), "scheme {scheme}, 8 passes");
+            assert_eq!(prefetch_lead(scheme, 512, 0), base, "scheme {scheme}, 0 passes");
+        }
     }
 
     #[test]
