@@ -945,11 +945,13 @@ const PAGE_BYTES: usize = 4096;
 /// turn), f32 decode from DRAM read 6 to 11 % faster with the touches,
 /// comparing medians. At 32768 keys (paced) it read 32.9 GB/s against 31.0.
 /// At 8192 keys (paced) it gained 7 to 11 %, and at 2048 keys (unpaced) 8
-/// to 11 %. With K and V in L3 it read 2 to 4 % faster. A lead of 32 KiB
-/// gained nothing, and 96 or 128 KiB less than 64. The same
-/// calls on 2 MiB pages, which need no page walk per 4 KiB, read f32 5 to
-/// 10 % faster without touches. So page walks are the likely cost that the
-/// touches hide, though no hardware counter has confirmed it. f16 from DRAM
+/// to 11 %. With K and V in L3 it read 2 to 4 % faster, and in L2 (128
+/// keys) 2 to 3 % slower. A lead of 32 KiB gained nothing, and 96 or
+/// 128 KiB less than 64. With the 24 KiB lead of paced prefetch, leads of
+/// 40 and 96 KiB read like 64. The same calls on 2 MiB pages, which need
+/// no page walk per 4 KiB, read f32 5 to 10 % faster without touches, and
+/// as fast as 4 KiB pages with them. So page walks are the likely cost
+/// that the touches hide, though no hardware counter has confirmed it. f16 from DRAM
 /// read 3 to 8 % slower with touches, so f16 and bf16 go without them.
 /// Intel cores (scheme [`PREFETCH_L2`]) also go without them: on one Xeon
 /// (CPUID model 207) touches 32 to 128 KiB ahead changed nothing beyond
