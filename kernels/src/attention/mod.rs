@@ -904,8 +904,8 @@ struct Cursor<S, E, const SCHEME: u8> {
 ///
 /// The cursor walks each V row whole, but the first pass reads a part of
 /// every row of the block, so more passes need a longer lead. With 2
-/// passes (AVX-512, D 128), the scheme's base lead alone read fastest. Each pass
-/// past the second adds its share of the V block: 40 KiB in all for f32
+/// passes (AVX-512, D 128), the scheme's base lead alone read fastest.
+/// Each pass past the second adds its share of the V block: 40 KiB in all for f32
 /// rows of 128 in 8 passes (AVX2). On one Zen 5 core at 32768 keys (Hkv 8,
 /// D 128), AVX2 f32 decode read 35 GB/s with a 32 to 48 KiB lead and
 /// 26 GB/s with 16 KiB.
@@ -923,13 +923,14 @@ fn prefetch_lead(scheme: u8, v_row_bytes: usize, passes: usize) -> usize {
 const PREFETCH_LEAD: usize = 16 << 10;
 
 /// The prefetch lead of [`PREFETCH_L1_PACED`] with at most 2 V passes.
-/// With the page touches of [`PAGE_TOUCH_LEAD`], on one Zen 5 core (medians
-/// of runs in turn), f32 read 7 to 10 % faster with 24 KiB than with 16 at
-/// 8192 and 32768 keys: 34.7 and 34.3 GB/s against 32.1 and 31.0 at 32768.
-/// With AVX2 it read 8 % faster. 32 KiB read like 24, and 8, 12 and 48 KiB
-/// slower. The unpaced schemes stay at
-/// [`PREFETCH_LEAD`]: there 24 KiB read f32 from DRAM 3 % slower, f32 from L3
-/// 4 to 6 % slower and f16 from DRAM 8 % slower.
+///
+/// Measured on one Zen 5 core with the page touches of [`PAGE_TOUCH_LEAD`],
+/// comparing medians of runs in turn. f32 read 7 to 10 % faster with 24 KiB
+/// than with 16 at 8192 and 32768 keys. At 32768 keys it read 34.7 and
+/// 34.3 GB/s against 32.1 and 31.0. With AVX2 it read 8 % faster. 32 KiB
+/// read like 24, and 8, 12 and 48 KiB slower. The unpaced schemes stay at
+/// [`PREFETCH_LEAD`], because there 24 KiB read f32 from DRAM 3 % slower,
+/// f32 from L3 4 to 6 % slower and f16 from DRAM 8 % slower.
 const PREFETCH_LEAD_PACED: usize = 24 << 10;
 
 /// Page size that the page touches assume: the smallest x86-64 and
@@ -951,8 +952,9 @@ const PAGE_BYTES: usize = 4096;
 /// 40 and 96 KiB read like 64. The same calls on 2 MiB pages, which need
 /// no page walk per 4 KiB, read f32 5 to 10 % faster without touches, and
 /// as fast as 4 KiB pages with them. So page walks are the likely cost
-/// that the touches hide, though no hardware counter has confirmed it. f16 from DRAM
-/// read 3 to 8 % slower with touches, so f16 and bf16 go without them.
+/// that the touches hide, though no hardware counter has confirmed it.
+/// f16 from DRAM read 3 to 8 % slower with touches, so f16 and bf16 go
+/// without them.
 /// Intel cores (scheme [`PREFETCH_L2`]) also go without them: on one Xeon
 /// (CPUID model 207) touches 32 to 128 KiB ahead changed nothing beyond
 /// the noise.
@@ -961,9 +963,9 @@ const PAGE_BYTES: usize = 4096;
 /// up to this many bytes past the task's last row, or past the tensor.
 /// Prefetch never faults and its line is never read, so no value there
 /// reaches the output. Skipping the touches past the task's last row cost
-/// more than they gained: with a compare per touch against an end kept in
-/// the cursor, f32 at 32768 keys read 10 % slower than with no touches on
-/// that Zen 5 core.
+/// more than the touches gained. With a compare per touch against an end
+/// kept in the cursor, f32 at 32768 keys read 10 % slower on that Zen 5
+/// core than with no touches at all.
 const PAGE_TOUCH_LEAD: usize = 64 << 10;
 
 impl<S: SimdF32, E: KvElem, const SCHEME: u8> Cursor<S, E, SCHEME> {
@@ -1006,8 +1008,8 @@ impl<S: SimdF32, E: KvElem, const SCHEME: u8> Cursor<S, E, SCHEME> {
         Self::new(s, core::ptr::null(), 0, 0, core::ptr::null(), 0, 0, Blocks::new(0, 0, 1))
     }
 
-    /// Whether the cursor touches pages ahead (see [`PAGE_TOUCH_LEAD`]):
-    /// for f32 K and V under the L1 schemes.
+    /// Whether the cursor touches pages ahead (see [`PAGE_TOUCH_LEAD`]),
+    /// which it does for f32 K and V under the L1 schemes.
     const TOUCH_PAGES: bool = SCHEME != PREFETCH_L2 && core::mem::size_of::<E>() == 4;
 
     /// Requests the next `n` lines, into the cache level of the scheme,
